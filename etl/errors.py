@@ -1,0 +1,35 @@
+"""Named errors of the library. Only the CLI turns them into exit codes."""
+
+from __future__ import annotations
+
+
+class EtlError(Exception):
+    """Base class: a failure the user can act on; the message says how."""
+
+
+class ConfigError(EtlError):
+    """Configuration is missing or invalid (flags, environment, data directory)."""
+
+
+class DatabaseError(EtlError):
+    """The database could not be reached or refused a statement."""
+
+
+class MigrationError(DatabaseError):
+    """A migration file failed; nothing of it was applied."""
+
+
+class ApiError(EtlError):
+    """The Tsanghi API answered with an error or not at all, after retries."""
+
+
+class AuthError(ApiError):
+    """The API rejected the token: fatal for the whole run."""
+
+
+class LockHeldError(EtlError):
+    """Another sync holds this database's sync lock."""
+
+
+class SnapshotError(EtlError):
+    """A snapshot directory is missing, unreadable or incomplete."""
