@@ -1,0 +1,133 @@
+"""Which prices to fetch: per symbol a range, or per exchange a day.
+
+Pure: the stored context (one row per ETF with its watermark) and the options
+in, the requests out. The watermark of a symbol is its latest stored trade
+date; an incremental run asks from the day after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import polars as pl
+
+from etl.errors import ConfigError
+from etl.extract import Request
+from etl.symbols import EXCHANGES, MARKETS
+from etl.transform import PLAN_SCHEMA
+
+
+@dataclass(frozen=True)
+class PriceOptions:
+    exchanges: tuple[str, ...] = tuple(MARKETS)
+    symbols: tuple[str, ...] = ()
+    start: date | None = None  # None: from the beginning of the API's history
+    end: date = field(default_factory=date.today)
+    full: bool = False  # fetch the whole range again, filling gaps
+    overwrite: bool = False  # correct stored rows that differ from the source
+
+
+@dataclass
+class Plan:
+    symbols: pl.DataFrame  # PLAN_SCHEMA + exchange, ticker, by_day, fetch
+    requests: list[Request]
+    up_to_date: int
+    days: dict[str, list[date]]  # exchange -> days asked of /daily/latest
+
+    def context(self) -> pl.DataFrame:
+        """What the transform needs to know per symbol (also kept in the snapshot)."""
+        return self.symbols.select(*PLAN_SCHEMA, "by_day")
+
+
+def weekdays_between(after: date, until: date) -> list[date]:
+    """Weekdays in (after, until]: trading-day candidates; holidays answer empty."""
+    days, day = [], after + timedelta(days=1)
+    while day <= until:
+        if day.weekday() < 5:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def select_symbols(context: pl.DataFrame, options: PriceOptions) -> pl.DataFrame:
+    """Active ETFs narrowed by --exchange and --symbol; unknown symbols are an error."""
+    markets = [MARKETS[e] for e in options.exchanges]
+    active = context.filter((pl.col("is_active") == "Y") & pl.col("market_code").is_in(markets))
+    if not options.symbols:
+        return active
+    chosen = active.filter(pl.col("symbol").is_in(list(options.symbols)))
+    unknown = sorted(set(options.symbols) - set(chosen["symbol"].to_list()))
+    if unknown:
+        raise ConfigError(
+            f"not an active ETF of the chosen exchanges in stock_info: {', '.join(unknown)}; "
+            "run 'etl sync-list' first, or check the symbol"
+        )
+    return chosen
+
+
+def build_plan(
+    context: pl.DataFrame,
+    options: PriceOptions,
+    latest: dict[str, date | None] | None = None,
+    max_days_behind: int = 5,
+) -> Plan:
+    """Decide the requests of a price sync.
+
+    ``latest`` maps an exchange to its latest trading day as /daily/latest told
+    it (None or missing: unknown). With it, symbols already holding that day
+    cost nothing, and symbols at most ``max_days_behind`` weekdays behind are
+    served by one request per exchange and day instead of one per ticker.
+    """
+    latest = latest or {}
+    frame = select_symbols(context, options).with_columns(
+        pl.col("market_code").replace_strict(EXCHANGES, return_dtype=pl.String).alias("exchange"),
+        pl.col("symbol").str.slice(3).alias("ticker"),
+    )
+    requests: list[Request] = []
+    days: dict[str, list[date]] = {}
+    rows = []
+    up_to_date = 0
+    for exchange in options.exchanges:
+        part = frame.filter(pl.col("exchange") == exchange).sort("symbol")
+        target = min(options.end, latest.get(exchange) or options.end)
+        by_day_ok = not options.full and options.start is None and latest.get(exchange) is not None
+        day_symbols: list[str] = []
+        floor: date | None = None
+        for sym in part.iter_rows(named=True):
+            watermark = sym["prev_date"].date() if sym["prev_date"] is not None else None
+            fetch, by_day = True, False
+            if options.full:
+                start = options.start
+            elif watermark is not None and watermark >= target:
+                fetch = False
+            else:
+                start = watermark + timedelta(days=1) if watermark else options.start
+                if options.start and start and start < options.start:
+                    start = options.start
+                if (
+                    by_day_ok
+                    and watermark
+                    and len(weekdays_between(watermark, target)) <= max_days_behind
+                ):
+                    by_day = True
+                    floor = watermark if floor is None else min(floor, watermark)
+            if not fetch:
+                up_to_date += 1
+            elif by_day:
+                day_symbols.append(sym["symbol"])
+            else:
+                requests.append(Request("daily", exchange, sym["ticker"], start, options.end))
+            rows.append({**sym, "by_day": by_day, "fetch": fetch})
+        if day_symbols and floor is not None:
+            days[exchange] = weekdays_between(floor, target)
+            # The undated request for the latest day was made to learn it; the
+            # caller reuses that answer, so it is not asked again here.
+            requests.extend(
+                Request("latest", exchange, day=d)
+                for d in days[exchange]
+                if d != latest.get(exchange)
+            )
+    schema = {**frame.schema, "by_day": pl.Boolean, "fetch": pl.Boolean}
+    symbols = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+    return Plan(symbols, requests, up_to_date, days)

@@ -1,0 +1,94 @@
+"""One settings object, built once at start-up: flags over environment over defaults.
+
+Secrets (the API token, a password inside DATABASE_URL) come only from the
+environment and are kept out of ``repr`` so they never reach a log line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from etl.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://tsanghi.com/api/fin"
+TOKEN_VARS = ("TSANGHI_TOKEN", "STOCK_API_TOKEN")  # the second is the old system's name
+
+
+@dataclass(frozen=True)
+class Settings:
+    # PostgreSQL URL; None means the embedded server kept in <data_dir>/pg.
+    database_url: str | None = field(default=None, repr=False)
+    # Tsanghi API token; None is fine for commands that never call the API.
+    token: str | None = field(default=None, repr=False)
+    # API base; tests and mirrors point it elsewhere.
+    base_url: str = DEFAULT_BASE_URL
+    # Root of snapshots (raw/<run_id>/), the embedded database (pg/) and logs.
+    data_dir: Path = Path("data")
+    # Concurrent HTTP requests while fetching daily histories.
+    workers: int = 8
+    # Upper bound on requests per second over all workers (0 = unlimited).
+    rate_limit: float = 100.0
+    # Seconds to wait for a connection, and for an answer once connected.
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    # Attempts per request before a ticker is given up as failed.
+    max_attempts: int = 5
+    # Base of the exponential backoff between attempts (seconds).
+    backoff: float = 0.5
+    # Daily rows per load transaction: bounds memory and the size of a rollback.
+    batch_rows: int = 250_000
+    # Share of symbols that may fail before a run counts as failed (the old 90% criterion).
+    max_failed_share: float = 0.10
+    # Use one /daily/latest request per exchange and day when ETFs are at most
+    # this many trading days behind; older gaps go per ticker.
+    latest_max_days: int = 5
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Environment first, then explicit overrides (flags) that are not None."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {
+            "database_url": env.get("DATABASE_URL") or None,
+            "token": next((env[v] for v in TOKEN_VARS if env.get(v)), None),
+            "base_url": env.get("TSANGHI_BASE_URL") or DEFAULT_BASE_URL,
+            "data_dir": Path(env.get("ETL_DATA_DIR") or "data"),
+        }
+        known = {f.name for f in fields(cls)}
+        for key, value in overrides.items():
+            if key not in known:
+                raise TypeError(f"unknown setting {key!r}")
+            if value is not None:
+                values[key] = value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def validate(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"TSANGHI_BASE_URL must start with http:// or https://, got {self.base_url!r}"
+            )
+        if self.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        if self.batch_rows < 1:
+            raise ConfigError("--batch-rows must be at least 1")
+        if not 0 <= self.max_failed_share <= 1:
+            raise ConfigError("--max-failed-share must be between 0 and 1")
+
+    def require_token(self) -> str:
+        if not self.token:
+            raise ConfigError(
+                "no API token: set TSANGHI_TOKEN (or the older STOCK_API_TOKEN) "
+                "in the environment; get one at tsanghi.com"
+            )
+        return self.token
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"

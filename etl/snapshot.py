@@ -1,0 +1,159 @@
+"""The run's snapshot directory: raw API answers as Parquet, written atomically.
+
+Layout (hive-style, readable by polars, DuckDB, Spark as it is)::
+
+    <data_dir>/raw/<run_id>/
+        manifest.json             what ran, with which options; "extract_complete"
+        kind=list/part-00000.parquet     /etf/{exchange}/list answers
+        plan.parquet              per-symbol context of the price transform
+        kind=prices/part-00000.parquet   /daily and /daily/latest answers, in batches
+        rejects/part-00000.parquet       rows refused by the transform, with reasons
+
+Every file is written under a temporary name and renamed into place, so a
+killed process leaves whole files or none. No file holds the token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from etl.api import Fetched
+from etl.errors import ConfigError, SnapshotError
+
+RAW_SCHEMA: dict[str, pl.DataType] = {
+    "endpoint": pl.String(),  # list, daily or latest
+    "exchange": pl.String(),
+    "ticker": pl.String(),  # the ticker requested (daily only)
+    "params": pl.String(),  # request parameters as JSON, token excluded
+    "fetched_at": pl.Datetime("us", "UTC"),
+    "attempts": pl.Int32(),
+    "http_status": pl.Int32(),
+    "rows": pl.Int64(),  # len(data) of a good answer
+    "error": pl.String(),  # why the request failed in the end; null when good
+    "body": pl.String(),  # the response text as received
+}
+KINDS = ("list", "prices")
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+
+
+def fetched_frame(items: list[Fetched]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "endpoint": [f.endpoint for f in items],
+            "exchange": [f.exchange for f in items],
+            "ticker": [f.ticker for f in items],
+            "params": [json.dumps(f.params, sort_keys=True) for f in items],
+            "fetched_at": [f.fetched_at for f in items],
+            "attempts": [f.attempts for f in items],
+            "http_status": [f.http_status for f in items],
+            "rows": [f.rows for f in items],
+            "error": [f.error for f in items],
+            "body": [f.body for f in items],
+        },
+        schema=RAW_SCHEMA,
+    )
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class Snapshot:
+    """One run's snapshot directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._parts: dict[str, int] = {}
+
+    @classmethod
+    def create(cls, raw_dir: Path, run_id: str) -> Snapshot:
+        path = raw_dir / run_id
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            probe = path / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write the snapshot directory {path}: {exc.strerror}; "
+                "set ETL_DATA_DIR to a writable directory"
+            ) from None
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: Path) -> Snapshot:
+        snap = cls(Path(path))
+        if not (snap.path / "manifest.json").is_file():
+            raise SnapshotError(f"{path} is not a snapshot directory (no manifest.json)")
+        return snap
+
+    # -- manifest --------------------------------------------------------------
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        text = json.dumps(manifest, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+        _atomic_write(self.path / "manifest.json", lambda p: p.write_text(text, encoding="utf-8"))
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SnapshotError(f"cannot read {self.path / 'manifest.json'}: {exc}") from None
+
+    def update_manifest(self, **changes: Any) -> None:
+        self.write_manifest({**self.manifest(), **changes})
+
+    # -- frames ----------------------------------------------------------------
+
+    def _next_part(self, folder: str) -> Path:
+        directory = self.path / folder
+        directory.mkdir(exist_ok=True)
+        if folder not in self._parts:
+            self._parts[folder] = len(list(directory.glob("part-*.parquet")))
+        number = self._parts[folder]
+        self._parts[folder] = number + 1
+        return directory / f"part-{number:05d}.parquet"
+
+    def append(self, folder: str, frame: pl.DataFrame) -> Path:
+        """Write one more part file into folder (e.g. ``kind=prices``, ``rejects``)."""
+        path = self._next_part(folder)
+        _atomic_write(path, lambda p: frame.write_parquet(p, compression="zstd"))
+        return path
+
+    def append_raw(self, kind: str, items: list[Fetched]) -> Path:
+        return self.append(f"kind={kind}", fetched_frame(items))
+
+    def write(self, name: str, frame: pl.DataFrame) -> None:
+        _atomic_write(self.path / name, lambda p: frame.write_parquet(p))
+
+    def read(self, name: str) -> pl.DataFrame | None:
+        path = self.path / name
+        return pl.read_parquet(path) if path.is_file() else None
+
+    def parts(self, folder: str) -> list[Path]:
+        return sorted((self.path / folder).glob("part-*.parquet"))
+
+    def raw_parts(self, kind: str) -> Iterator[pl.DataFrame]:
+        for part in self.parts(f"kind={kind}"):
+            try:
+                yield pl.read_parquet(part).cast(RAW_SCHEMA)
+            except Exception as exc:  # a damaged file must name itself
+                raise SnapshotError(f"cannot read {part}: {exc}") from None
+
+    def rejects(self) -> pl.DataFrame | None:
+        parts = self.parts("rejects")
+        return pl.concat([pl.read_parquet(p) for p in parts]) if parts else None

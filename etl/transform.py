@@ -1,0 +1,395 @@
+"""Pure polars: raw API answers in, rows typed exactly like the target tables out.
+
+No I/O here. Every field of an API row is first decoded as text, so prices keep
+the decimals the API sent (never a trip through float), then cast to the exact
+column types of ``stock_info`` / ``stock_daily_data`` (gotchas.md: COPY sends
+Arrow types as they are). Rows that fail a check leave with a reason, as
+rejects; they never reach a table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from etl.symbols import MARKETS, TICKER_RE
+
+PRICE = pl.Decimal(10, 4)
+TURNOVER = pl.Decimal(20, 2)
+PCT = pl.Decimal(8, 4)
+TS = pl.Datetime("us")  # naive: trade dates are China dates at midnight, no zone
+
+# Column order and types of stock_daily_data as this tool writes it.
+DAILY_SCHEMA: dict[str, pl.DataType] = {
+    "trade_date": TS,
+    "symbol": pl.String(),
+    "stock_name": pl.String(),
+    "close_price": PRICE,
+    "open_price": PRICE,
+    "high_price": PRICE,
+    "low_price": PRICE,
+    "volume": pl.Int64(),
+    "turnover": TURNOVER,
+    "price_change": PRICE,
+    "price_change_pct": PCT,
+    "premium_rate": PCT,
+    "market_code": pl.String(),
+}
+VALUE_COLUMNS = [c for c in DAILY_SCHEMA if c not in ("trade_date", "symbol")]
+
+# The ETF-list columns of stock_info this tool owns.
+LIST_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "stock_code": pl.String(),
+    "market_code": pl.String(),
+    "stock_name": pl.String(),
+    "stock_type": pl.String(),
+    "is_active": pl.String(),
+    "is_etf": pl.String(),
+}
+
+# Per-symbol context for the daily transform (see plan.py): the name to store
+# and the last close before the fetched range, for the first price_change.
+PLAN_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "stock_name": pl.String(),
+    "prev_date": TS,
+    "prev_close": PRICE,
+    "by_day": pl.Boolean(),  # served by /daily/latest answers rather than its own range
+}
+
+REJECT_SCHEMA: dict[str, pl.DataType] = {
+    "endpoint": pl.String(),
+    "exchange": pl.String(),
+    "ticker": pl.String(),
+    "trade_date": pl.String(),
+    "reason": pl.String(),
+    "row": pl.String(),  # the raw row as JSON text
+}
+
+_DAILY_FIELDS = ["ticker", "date", "open", "high", "low", "close", "volume"]
+_LIST_FIELDS = ["ticker", "name", "is_active", "exchange_code", "country_code", "currency_code"]
+
+
+def _envelope(fields: list[str]) -> pl.Struct:
+    # Every field as text: JSON numbers arrive as their literal digits.
+    return pl.Struct({"data": pl.List(pl.Struct({f: pl.String for f in fields}))})
+
+
+@dataclass
+class Result:
+    rows: pl.DataFrame
+    rejects: pl.DataFrame
+
+
+def explode_bodies(raw: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
+    """One row per record of every good answer, fields as text, plus its request."""
+    good = raw.filter(pl.col("error").is_null() & pl.col("body").is_not_null())
+    rows = (
+        good.select(
+            "endpoint",
+            "exchange",
+            pl.col("ticker").alias("req_ticker"),
+            pl.col("body").str.json_decode(_envelope(fields)).struct.field("data").alias("r"),
+        )
+        .explode("r")
+        .filter(pl.col("r").is_not_null())
+    )
+    return (
+        rows.with_columns(pl.col("r").struct.unnest())
+        .with_columns(pl.col("r").struct.json_encode().alias("row"))
+        .drop("r")
+    )
+
+
+def _first_reason(checks: list[tuple[pl.Expr, str]]) -> pl.Expr:
+    expr = pl.when(checks[0][0]).then(pl.lit(checks[0][1]))
+    for cond, reason in checks[1:]:
+        expr = expr.when(cond).then(pl.lit(reason))
+    return expr.otherwise(pl.lit(None, pl.String)).alias("reason")
+
+
+def _rejects(frame: pl.DataFrame, ticker: str, trade_date: str | None) -> pl.DataFrame:
+    return frame.select(
+        pl.col("endpoint"),
+        pl.col("exchange"),
+        pl.col(ticker).cast(pl.String).alias("ticker"),
+        (pl.col(trade_date) if trade_date else pl.lit(None, pl.String)).alias("trade_date"),
+        pl.col("reason"),
+        pl.col("row"),
+    ).cast(REJECT_SCHEMA)
+
+
+def _split_duplicates(
+    frame: pl.DataFrame, keys: list[str], values: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Identical repeats of a key count once; differing ones are all rejected."""
+    distinct = pl.struct(values).n_unique().over(keys)
+    conflicting = frame.filter(distinct > 1).with_columns(
+        pl.lit("conflicting rows for the same key in one answer").alias("reason")
+    )
+    kept = frame.filter(distinct == 1).unique(subset=keys, keep="first", maintain_order=True)
+    return kept, conflicting
+
+
+def round_half_up(expr: pl.Expr, dtype: pl.Decimal) -> pl.Expr:
+    """Round to dtype's scale, halves away from zero as PostgreSQL's round() does.
+
+    A plain cast to a smaller scale rounds half-to-even (2.335 -> 2.34 but
+    2.345 -> 2.34), so round explicitly first; the cast is then exact.
+    """
+    return expr.round(dtype.scale, mode="half_away_from_zero").cast(dtype, strict=False)
+
+
+# -- ETF lists ----------------------------------------------------------------
+
+
+def list_rows(raw: pl.DataFrame) -> Result:
+    """API list answers -> stock_info rows for ETFs, and rejects."""
+    rows = explode_bodies(raw.filter(pl.col("endpoint") == "list"), _LIST_FIELDS)
+    name = pl.col("name").str.strip_chars()
+    active = pl.col("is_active").str.strip_chars().str.to_lowercase()
+    checks = [
+        (pl.col("ticker").is_null(), "ticker missing"),
+        (~pl.col("ticker").str.contains(TICKER_RE), "ticker is not six digits"),
+        (name.is_null() | (name == ""), "name empty"),
+        (name.str.len_chars() > 100, "name longer than 100 characters"),
+        (
+            pl.col("exchange_code").is_not_null() & (pl.col("exchange_code") != pl.col("exchange")),
+            "exchange_code does not match the exchange requested",
+        ),
+        (~active.is_in(["1", "0", "true", "false"]) | active.is_null(), "is_active not 1 or 0"),
+    ]
+    rows = rows.with_columns(_first_reason(checks))
+    bad = rows.filter(pl.col("reason").is_not_null())
+    market = pl.col("exchange").replace_strict(MARKETS, return_dtype=pl.String)
+    good = rows.filter(pl.col("reason").is_null()).select(
+        (market + "." + pl.col("ticker")).alias("symbol"),
+        pl.col("ticker").alias("stock_code"),
+        market.alias("market_code"),
+        name.alias("stock_name"),
+        pl.lit("ETF").alias("stock_type"),
+        pl.when(active.is_in(["1", "true"]))
+        .then(pl.lit("Y"))
+        .otherwise(pl.lit("N"))
+        .alias("is_active"),
+        pl.lit("Y").alias("is_etf"),
+        "endpoint",
+        "exchange",
+        "row",
+    )
+    good, dupes = _split_duplicates(good, ["symbol"], ["stock_name", "is_active"])
+    rejects = pl.concat(
+        [_rejects(bad, "ticker", None), _rejects(dupes, "stock_code", None)], how="vertical"
+    )
+    return Result(good.select(list(LIST_SCHEMA)).cast(LIST_SCHEMA), rejects)
+
+
+# -- daily prices -------------------------------------------------------------
+
+
+def daily_rows(raw: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Result:
+    """API daily answers (/daily and /daily/latest) -> stock_daily_data rows, and rejects.
+
+    ``plan`` (PLAN_SCHEMA) names the symbols wanted: rows of /daily/latest for
+    other symbols are not this run's business and are dropped without a reject.
+    """
+    rows = explode_bodies(raw.filter(pl.col("endpoint").is_in(["daily", "latest"])), _DAILY_FIELDS)
+    market = pl.col("exchange").replace_strict(MARKETS, return_dtype=pl.String)
+    ticker = pl.col("ticker").str.strip_chars()
+    rows = rows.with_columns(
+        pl.coalesce(ticker, pl.col("req_ticker")).alias("tk"),
+        market.alias("market_code"),
+        pl.col("date").str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias("d"),
+        *[
+            round_half_up(
+                pl.col(f).str.strip_chars().cast(pl.Decimal(38, 10), strict=False), PRICE
+            ).alias(f"{f}_n")
+            for f in ("open", "high", "low", "close")
+        ],
+        pl.col("volume").str.strip_chars().cast(pl.Decimal(38, 4), strict=False).alias("volume_d"),
+    ).with_columns((pl.col("market_code") + "." + pl.col("tk")).alias("symbol"))
+    rows = rows.join(plan.select(list(PLAN_SCHEMA)), on="symbol", how="left")
+    # A per-exchange answer also carries symbols this run fetches by range, or
+    # not at all, and days a symbol already has: those rows are not wanted.
+    rows = rows.filter(
+        (pl.col("endpoint") != "latest")
+        | (
+            pl.col("by_day")
+            & (pl.col("d").is_null() | (pl.col("prev_date") < pl.col("d").cast(TS)))
+        )
+    )
+
+    def bad_number(field: str, required: bool) -> list[tuple[pl.Expr, str]]:
+        raw_v, num = pl.col(field), pl.col(f"{field}_n")
+        checks = [(raw_v.is_null(), f"{field} missing")] if required else []
+        return checks + [
+            (
+                raw_v.is_not_null() & num.is_null(),
+                f"{field} is not a number that fits NUMERIC(10,4)",
+            )
+        ]
+
+    vol = pl.col("volume_d")
+    checks = [
+        (
+            pl.col("tk").is_null() | ~pl.col("tk").str.contains(TICKER_RE),
+            "ticker is not six digits",
+        ),
+        (
+            pl.col("req_ticker").is_not_null() & (pl.col("tk") != pl.col("req_ticker")),
+            "ticker does not match the ticker requested",
+        ),
+        (pl.col("date").is_null(), "date missing"),
+        (pl.col("d").is_null(), "date is not a yyyy-mm-dd date"),
+        (pl.col("d") > pl.lit(end_date), f"date after the run's end date {end_date}"),
+        *bad_number("close", required=True),
+        *bad_number("open", required=False),
+        *bad_number("high", required=False),
+        *bad_number("low", required=False),
+        (pl.col("volume").is_null(), "volume missing"),
+        (
+            vol.is_null() | (vol < 0) | (vol != vol.round(0)) | (vol >= 2**63),
+            "volume is not a non-negative whole number",
+        ),
+        (pl.col("close_n") <= 0, "close is not above 0"),
+        (pl.col("high_n") < pl.col("low_n"), "high below low"),
+        (
+            (pl.col("open_n") < pl.col("low_n")) | (pl.col("open_n") > pl.col("high_n")),
+            "open outside low..high",
+        ),
+        (
+            (pl.col("close_n") < pl.col("low_n")) | (pl.col("close_n") > pl.col("high_n")),
+            "close outside low..high",
+        ),
+        (pl.col("stock_name").is_null(), "symbol is not an ETF this run syncs"),
+    ]
+    rows = rows.with_columns(_first_reason(checks))
+    bad = rows.filter(pl.col("reason").is_not_null())
+    good = rows.filter(pl.col("reason").is_null()).select(
+        pl.col("d").cast(TS).alias("trade_date"),
+        "symbol",
+        "stock_name",
+        pl.col("close_n").alias("close_price"),
+        pl.col("open_n").alias("open_price"),
+        pl.col("high_n").alias("high_price"),
+        pl.col("low_n").alias("low_price"),
+        pl.col("volume_d").cast(pl.Int64).alias("volume"),
+        "market_code",
+        "prev_date",
+        "prev_close",
+        "endpoint",
+        "exchange",
+        "date",
+        "row",
+    )
+    value_cols = ["close_price", "open_price", "high_price", "low_price", "volume"]
+    good, dupes = _split_duplicates(good, ["symbol", "trade_date"], value_cols)
+    rejects = pl.concat(
+        [
+            _rejects(bad, "tk", "date"),
+            _rejects(dupes.with_columns(pl.col("symbol").str.slice(3).alias("tk")), "tk", "date"),
+        ],
+        how="vertical",
+    )
+    return Result(with_changes(good), rejects)
+
+
+def with_changes(rows: pl.DataFrame) -> pl.DataFrame:
+    """Add turnover and the change against the previous close, typed as stored.
+
+    The previous close is the row before within the batch, or for a symbol's
+    first row the last close stored before it (``prev_close`` from the plan).
+    """
+    rows = rows.sort("symbol", "trade_date")
+    prev = pl.coalesce(
+        pl.col("close_price").shift(1).over("symbol"),
+        pl.when(pl.col("prev_date") < pl.col("trade_date")).then(pl.col("prev_close")),
+    )
+    change = pl.col("close_price") - prev
+    pct = change.cast(pl.Decimal(38, 12)) * 100 / prev
+    return (
+        rows.with_columns(
+            round_half_up(pl.col("close_price") * pl.col("volume"), TURNOVER).alias("turnover"),
+            change.cast(PRICE, strict=False).alias("price_change"),
+            pl.when(prev > 0).then(round_half_up(pct, PCT)).alias("price_change_pct"),
+            pl.lit(None, PCT).alias("premium_rate"),
+        )
+        .select(list(DAILY_SCHEMA))
+        .cast(DAILY_SCHEMA)
+    )
+
+
+def anti_join(candidates: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
+    """Candidates whose (symbol, trade_date) is not stored yet; order kept."""
+    keys = existing.select(pl.col("symbol").cast(pl.String), pl.col("trade_date").cast(TS))
+    return candidates.join(keys, on=["symbol", "trade_date"], how="anti", maintain_order="left")
+
+
+@dataclass
+class ListChanges:
+    stage: pl.DataFrame  # LIST_SCHEMA + action ("upsert" or "deactivate")
+    new: int
+    updated: int
+    deactivated: int
+    listed: int
+    guarded: bool  # True: the list looked truncated, nobody was deactivated
+
+
+def list_changes(
+    listed: pl.DataFrame,
+    stored: pl.DataFrame,
+    market: str,
+    seen_tickers: pl.Series,
+    min_share: float = 0.9,
+) -> ListChanges:
+    """Diff one exchange's fetched list against stock_info.
+
+    ``stored`` holds stock_info's symbol, stock_name, stock_type, is_active and
+    is_etf for every row (stocks included). A known symbol is staged only when
+    something the list owns changed, so a rerun touches nothing. ETFs of this
+    market missing from the answer are retired, unless the answer is shorter
+    than ``min_share`` of the active ETFs stored: then it is taken as truncated
+    and nobody is retired. Tickers the answer named, even in rejected rows,
+    are not "missing".
+    """
+    cols = ["stock_name", "stock_type", "is_active", "is_etf"]
+    joined = listed.join(
+        stored.select("symbol", *[pl.col(c).alias(f"old_{c}") for c in cols]),
+        on="symbol",
+        how="left",
+    )
+    is_new = pl.col("old_is_etf").is_null() & pl.col("old_stock_name").is_null()
+    changed = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"old_{c}")) for c in cols])
+    upserts = joined.filter(is_new | changed)
+    new = upserts.filter(is_new).height
+
+    active_etfs = stored.filter(
+        (pl.col("is_etf") == "Y")
+        & (pl.col("is_active") == "Y")
+        & pl.col("symbol").str.starts_with(f"{market}.")
+    )
+    seen = (market + "." + seen_tickers.cast(pl.String)).implode()
+    missing = active_etfs.filter(~pl.col("symbol").is_in(seen))
+    guarded = listed.height < min_share * active_etfs.height and missing.height > 0
+    if guarded:
+        missing = missing.clear()
+    retire = missing.select(
+        "symbol",
+        pl.col("symbol").str.slice(3).alias("stock_code"),
+        pl.lit(market).alias("market_code"),
+        "stock_name",
+        "stock_type",
+        pl.lit("N").alias("is_active"),
+        pl.lit("Y").alias("is_etf"),
+    ).cast(LIST_SCHEMA)
+    stage = pl.concat(
+        [
+            upserts.select(list(LIST_SCHEMA)).with_columns(pl.lit("upsert").alias("action")),
+            retire.with_columns(pl.lit("deactivate").alias("action")),
+        ],
+        how="vertical",
+    )
+    return ListChanges(stage, new, upserts.height - new, retire.height, listed.height, guarded)
