@@ -37,7 +37,7 @@ class Plan:
 
     def context(self) -> pl.DataFrame:
         """What the transform needs to know per symbol (also kept in the snapshot)."""
-        return self.symbols.select(*PLAN_SCHEMA, "by_day")
+        return self.symbols.select(list(PLAN_SCHEMA))
 
 
 def weekdays_between(after: date, until: date) -> list[date]:

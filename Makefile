@@ -1,0 +1,58 @@
+# etf-sync: every target that needs Python builds .venv first, so a fresh clone
+# needs nothing but Python 3.11+ and pip.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ETL := $(BIN)/etl
+DEMO_PORT ?= 8787
+
+.DEFAULT_GOAL := help
+.PHONY: help sync-etf sync-list sync-prices migrate status test lint format bench demo fake-api clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+sync-etf: $(STAMP) ## Sync ETF lists and daily prices (TSANGHI_TOKEN; DATABASE_URL or embedded)
+	$(ETL) sync $(ARGS)
+
+sync-list: $(STAMP) ## Sync only the ETF lists of both exchanges
+	$(ETL) sync-list $(ARGS)
+
+sync-prices: $(STAMP) ## Sync only daily prices of the active ETFs
+	$(ETL) sync-prices $(ARGS)
+
+migrate: $(STAMP) ## Create or upgrade the schema (one line per applied file)
+	$(ETL) migrate
+
+status: $(STAMP) ## ETF counts, freshness and recent runs
+	$(ETL) status
+
+test: $(STAMP) ## Run the test suite (embedded PostgreSQL 18, and the system PostgreSQL if present)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP) ## Benchmarks on the full synthetic universe (see README)
+	$(BIN)/python scripts/bench.py $(ARGS)
+
+fake-api: $(STAMP) ## Serve the local Tsanghi-compatible test API on port $(DEMO_PORT)
+	$(BIN)/python -m etl.fakeapi --port $(DEMO_PORT)
+
+demo: $(STAMP) ## Offline tour: local test API, a full sync into the embedded database, status
+	bash scripts/demo.sh
+
+clean: ## Remove the virtual environment (data/ is kept)
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,123 @@
+"""A run from start to summary: settings checked, database opened and migrated,
+sync lock taken, ledger row written, the job done, the outcome recorded.
+
+The CLI calls ``execute`` and turns its summary into output and an exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from etl.api import TsanghiClient
+from etl.db import open_database
+from etl.errors import EtlError
+from etl.ledger import RunLedger
+from etl.load import Loader
+from etl.migrate import apply_migrations
+from etl.settings import Settings
+from etl.snapshot import Snapshot, new_run_id
+from etl.sync import Job, Progress
+
+log = logging.getLogger(__name__)
+
+# Exit codes, documented in --help and the README.
+EXIT_OK = 0
+EXIT_FAILED = 1  # fatal: configuration, database, token; or too many symbols failed
+EXIT_PARTIAL = 3  # completed, but some symbols or an exchange failed
+EXIT_LOCKED = 4  # another sync holds this database's lock
+EXIT_CODES = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}
+
+
+class RunFailed(EtlError):
+    """A run that started ended in a fatal error; its summary is attached."""
+
+    def __init__(self, error: EtlError, summary: dict[str, Any]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.summary = summary
+
+
+def execute(
+    settings: Settings,
+    command: str,
+    body: Callable[[Job], dict[str, Any]],
+    *,
+    needs_api: bool,
+    snapshot: Path | None = None,
+    options: dict[str, Any] | None = None,
+    wait: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run ``body`` as one ledgered, locked run and return its summary.
+
+    ``snapshot`` names an existing snapshot to read (replay); otherwise a new one
+    is created under the data directory before anything is fetched.
+    """
+    started = time.monotonic()
+    if needs_api:
+        settings.require_token()  # before touching anything
+    run_id = new_run_id()
+    snap = Snapshot.open(snapshot) if snapshot else Snapshot.create(settings.raw_dir, run_id)
+    if not snapshot:
+        snap.write_manifest({
+            "run_id": run_id,
+            "command": command,
+            "options": options or {},
+            "base_url": settings.base_url,
+            "extract_complete": False,
+        })
+    summary: dict[str, Any] = {"run_id": run_id, "command": command, "snapshot": str(snap.path)}
+    with ExitStack() as stack:
+        db = stack.enter_context(open_database(settings.database_url, settings.data_dir))
+        apply_migrations(db, echo=log.info)
+        ledger = RunLedger(db, run_id, command, str(snap.path))
+        stack.callback(ledger.close)
+        ledger.acquire(wait=wait)
+        client = stack.enter_context(TsanghiClient(settings)) if needs_api else None
+        loader = Loader(db)
+        stack.callback(loader.close)
+        job = Job(
+            db=db,
+            loader=loader,
+            snapshot=snap,
+            client=client,
+            workers=settings.workers,
+            batch_rows=settings.batch_rows,
+            max_failed_share=settings.max_failed_share,
+            latest_max_days=settings.latest_max_days,
+            progress=progress,
+        )
+        try:
+            summary.update(body(job))
+        except EtlError as exc:
+            summary.update(_finish(summary, client, started, "failed"))
+            summary["error"] = str(exc)
+            _record(ledger, summary, str(exc))
+            raise RunFailed(exc, summary) from None
+        summary.update(_finish(summary, client, started, summary.get("status", "ok")))
+        if job.warnings:
+            summary["warnings"] = job.warnings
+        _record(ledger, summary, None)
+    return summary
+
+
+def _finish(summary: dict[str, Any], client: TsanghiClient | None, started: float,
+            status: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "requests": client.requests_made if client else 0,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _record(ledger: RunLedger, summary: dict[str, Any], error: str | None) -> None:
+    """Write the outcome; a database that went away must not hide the run's own error."""
+    try:
+        ledger.finish(summary["status"], summary, error)
+    except EtlError as exc:
+        log.warning("could not record the run in etl_runs: %s", exc)
