@@ -1,0 +1,23 @@
+"""A Tsanghi-compatible ETF API on loopback with deterministic synthetic data.
+
+For tests, demos and benchmarks: ``Universe`` holds the data (and can be
+changed while serving), ``FakeTsanghi`` serves it over real HTTP::
+
+    with FakeTsanghi(Universe(), token="t") as api:
+        requests.get(f"{api.base_url}/etf/XSHG/list", params={"token": "t"})
+
+``python -m etl.fakeapi`` runs it in the foreground.
+"""
+
+from etl.fakeapi.server import FakeTsanghi, Fault, RequestRecord
+from etl.fakeapi.universe import EXCHANGES, Etf, Universe, is_trading_day
+
+__all__ = [
+    "EXCHANGES",
+    "Etf",
+    "FakeTsanghi",
+    "Fault",
+    "RequestRecord",
+    "Universe",
+    "is_trading_day",
+]
