@@ -15,6 +15,17 @@ from etl.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://tsanghi.com/api/fin"
 TOKEN_VARS = ("TSANGHI_TOKEN", "STOCK_API_TOKEN")  # the second is the old system's name
+# Optional tuning from the environment (flags still win): variable -> (field, type).
+TUNING_VARS = {
+    "ETL_WORKERS": ("workers", int),
+    "ETL_RATE_LIMIT": ("rate_limit", float),
+    "ETL_HTTP_ATTEMPTS": ("max_attempts", int),
+    "ETL_HTTP_BACKOFF": ("backoff", float),
+    "ETL_HTTP_TIMEOUT": ("read_timeout", float),
+    "ETL_BATCH_ROWS": ("batch_rows", int),
+    "ETL_MAX_FAILED_SHARE": ("max_failed_share", float),
+    "ETL_LATEST_MAX_DAYS": ("latest_max_days", int),
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,12 @@ class Settings:
             "base_url": env.get("TSANGHI_BASE_URL") or DEFAULT_BASE_URL,
             "data_dir": Path(env.get("ETL_DATA_DIR") or "data"),
         }
+        for name, (key, kind) in TUNING_VARS.items():
+            if env.get(name):
+                try:
+                    values[key] = kind(env[name])
+                except ValueError:
+                    raise ConfigError(f"{name}={env[name]!r} is not a valid {kind.__name__}") from None
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():
             if key not in known:
