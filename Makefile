@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ETL := $(BIN)/etl
 DEMO_PORT ?= 8787
+# FLAGS go before the command (e.g. FLAGS="--json -q"), ARGS after it (e.g. ARGS="--exchange XSHG").
 
 .DEFAULT_GOAL := help
 .PHONY: help sync-etf sync-list sync-prices migrate status test lint format bench demo fake-api clean
@@ -20,13 +21,13 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 sync-etf: $(STAMP) ## Sync ETF lists and daily prices (TSANGHI_TOKEN; DATABASE_URL or embedded)
-	$(ETL) sync $(ARGS)
+	$(ETL) $(FLAGS) sync $(ARGS)
 
 sync-list: $(STAMP) ## Sync only the ETF lists of both exchanges
-	$(ETL) sync-list $(ARGS)
+	$(ETL) $(FLAGS) sync-list $(ARGS)
 
 sync-prices: $(STAMP) ## Sync only daily prices of the active ETFs
-	$(ETL) sync-prices $(ARGS)
+	$(ETL) $(FLAGS) sync-prices $(ARGS)
 
 migrate: $(STAMP) ## Create or upgrade the schema (one line per applied file)
 	$(ETL) migrate
