@@ -17,14 +17,15 @@ import random
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+import polars as pl
 import requests
 
 from etl.errors import AuthError
 from etl.settings import Settings
+from etl.transform import FIELDS, envelope_dtype
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ class Fetched:
     body: str | None = None  # the response text as received
     rows: int = 0  # len(data) of a good envelope
     error: str | None = None  # None when the answer was good
-    data: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -149,7 +149,7 @@ class TsanghiClient:
                 self._sleep_before(attempt, last)
             fetched_at = datetime.now(UTC).replace(tzinfo=None)
             try:
-                status, body, data = self._once(path, params)
+                status, body, rows = self._once(path, params, endpoint)
             except _Transient as exc:
                 last = exc
                 log.debug("%s %s %s attempt %d: %s", endpoint, exchange, ticker or "", attempt, exc)
@@ -163,8 +163,7 @@ class TsanghiClient:
                 attempt,
                 http_status=status,
                 body=body,
-                rows=len(data),
-                data=data,
+                rows=rows,
             )
         assert last is not None
         return Fetched(
@@ -179,7 +178,7 @@ class TsanghiClient:
             error=f"{last} (after {self._attempts} attempts)",
         )
 
-    def _once(self, path: str, params: dict[str, str]) -> tuple[int, str, list[dict[str, Any]]]:
+    def _once(self, path: str, params: dict[str, str], endpoint: str) -> tuple[int, str, int]:
         self._limiter.wait()
         with self._count_lock:
             self.requests_made += 1
@@ -198,25 +197,18 @@ class TsanghiClient:
             raise AuthError(self._auth_message(f"HTTP {status}"))
         if status in RETRY_STATUS or status >= 500:
             raise _Transient(f"HTTP {status}", status, body, _retry_after(resp))
-        try:
-            envelope = json.loads(body)
-        except ValueError:
-            raise _Transient(f"HTTP {status} with a body that is not JSON", status, body) from None
-        if not isinstance(envelope, dict) or "code" not in envelope:
+        code, msg, rows = _envelope(body, endpoint)
+        if code is None:
             raise _Transient(f"HTTP {status} without the API envelope", status, body)
-        code, msg = envelope.get("code"), str(envelope.get("msg") or "")
-        if str(code) != "200":
-            if str(code) in {"401", "403"} or AUTH_WORDS.search(msg):
+        if code != "200":
+            if code in {"401", "403"} or AUTH_WORDS.search(msg):
                 raise AuthError(self._auth_message(f"code {code}: {self.scrub(msg)}"))
             raise _Transient(f"API error code {code}: {self.scrub(msg)}", status, body)
         if status != 200:
             raise _Transient(f"HTTP {status}", status, body)
-        data = envelope.get("data")
-        if data is None:
-            data = []
-        if not isinstance(data, list):
-            raise _Transient("envelope 'data' is not a list", status, body)
-        return status, body, data
+        if rows is None:
+            raise _Transient(f"HTTP {status}: 'data' is not a list of records", status, body)
+        return status, body, rows
 
     def _auth_message(self, detail: str) -> str:
         return (
@@ -239,3 +231,25 @@ def _retry_after(resp: requests.Response) -> float | None:
         return max(0.0, min(float(value), MAX_RETRY_AFTER))
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+
+
+def _envelope(body: str, endpoint: str) -> tuple[str | None, str, int | None]:
+    """(code, msg, number of records) of an answer; records None if not decodable.
+
+    A good answer is decoded with the very schema the transform uses, so what
+    passes here cannot fail the batch later. Error answers, whose ``data`` may
+    be anything, are looked at with the json module only to read code and msg.
+    """
+    try:
+        env = pl.Series([body]).str.json_decode(envelope_dtype(FIELDS[endpoint])).struct
+        code = env.field("code")[0]
+        return code, env.field("msg")[0] or "", env.field("data").list.len().fill_null(0)[0]
+    except pl.exceptions.PolarsError:
+        pass
+    try:
+        loose = json.loads(body)
+    except ValueError:
+        raise _Transient("the answer is not JSON", None, body) from None
+    if not isinstance(loose, dict) or "code" not in loose:
+        return None, "", None
+    return str(loose["code"]), str(loose.get("msg") or ""), None

@@ -87,7 +87,11 @@ def apply_list(job: Job, raw: pl.DataFrame, exchange: str) -> dict[str, Any]:
         log.warning(job.warnings[-1])
     log.info(
         "%s list: %d listed, %d new, %d updated, %d deactivated, %d rejected",
-        exchange, changes.listed, changes.new, changes.updated, changes.deactivated,
+        exchange,
+        changes.listed,
+        changes.new,
+        changes.updated,
+        changes.deactivated,
         result.rejects.height,
     )
     return {
@@ -108,8 +112,10 @@ def list_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         status = "partial"
     else:
         status = "ok"
-    total = {k: sum(r.get(k, 0) for r in results.values())
-             for k in ("listed", "new", "updated", "deactivated", "rejected")}
+    total = {
+        k: sum(r.get(k, 0) for r in results.values())
+        for k in ("listed", "new", "updated", "deactivated", "rejected")
+    }
     return {
         "status": status,
         "etfs_listed": total["listed"],
@@ -165,42 +171,68 @@ class _BatchLoader:
         self._thread.join()
 
 
-def price_applier(job: Job, context: pl.DataFrame, end: date, overwrite: bool,
-                  tally: PriceTally) -> Callable[[pl.DataFrame], None]:
-    """transform + anti-join + load of one raw batch, counting into tally."""
+@dataclass
+class PriceBatches:
+    """The two halves of a price batch: transform (CPU) and store (database).
 
-    def apply(raw: pl.DataFrame) -> None:
-        result = transform.daily_rows(raw, context, end)
-        rows = result.rows
-        if not overwrite:
-            rows = transform.anti_join(rows, existing_keys(job.db, rows))
-        counts = job.loader.load_daily(rows, overwrite=overwrite)
+    During a sync they run on different threads, so polars works on the next
+    batch while PostgreSQL takes the previous one.
+    """
+
+    job: Job
+    context: pl.DataFrame
+    end: date
+    overwrite: bool
+    tally: PriceTally
+
+    def prepare(self, raw: pl.DataFrame) -> pl.DataFrame:
+        """Raw answers -> typed rows; rejects go to the snapshot."""
+        started = time.monotonic()
+        result = transform.daily_rows(raw, self.context, self.end)
         if not result.rejects.is_empty():
-            job.snapshot.append("rejects", result.rejects)
-        tally.rows_inserted += counts.inserted
-        tally.rows_updated += counts.updated
-        tally.rows_rejected += result.rejects.height
-        log.debug("batch: %d candidates, %d inserted, %d rejected",
-                  result.rows.height, counts.inserted, result.rejects.height)
+            self.job.snapshot.append("rejects", result.rejects)
+        self.tally.rows_rejected += result.rejects.height
+        log.debug(
+            "batch: %d rows transformed in %.2fs", result.rows.height, time.monotonic() - started
+        )
+        return result.rows
 
-    return apply
+    def store(self, rows: pl.DataFrame) -> None:
+        """Anti-join against the stored keys, then one load transaction."""
+        started = time.monotonic()
+        if not self.overwrite:
+            rows = transform.anti_join(rows, existing_keys(self.job.db, rows))
+        joined = time.monotonic()
+        counts = self.job.loader.load_daily(rows, overwrite=self.overwrite)
+        self.tally.rows_inserted += counts.inserted
+        self.tally.rows_updated += counts.updated
+        log.debug(
+            "batch: %d new rows (anti-join %.2fs), %d inserted in %.2fs",
+            rows.height,
+            joined - started,
+            counts.inserted,
+            time.monotonic() - joined,
+        )
 
 
 def _latest_day(fetched: Fetched) -> date | None:
-    if not fetched.ok or not fetched.data:
+    """The latest trading day an undated /daily/latest answer speaks of."""
+    if not fetched.ok or not fetched.rows:
         return None
-    days = [row.get("date") for row in fetched.data if isinstance(row.get("date"), str)]
-    try:
-        return max(date.fromisoformat(d[:10]) for d in days) if days else None
-    except ValueError:
-        return None
+    dates = transform.explode_bodies(fetched_frame([fetched]), ["date"])["date"]
+    parsed = dates.str.strip_chars().str.to_date("%Y-%m-%d", strict=False).drop_nulls()
+    return parsed.max() if not parsed.is_empty() else None
 
 
 def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     """Plan, fetch into the snapshot in batches, and load each batch as it lands."""
     assert job.client is not None
     started = time.monotonic()
-    before = datetime.combine(options.start, datetime.min.time()) if options.full and options.start else None
+    before = (
+        datetime.combine(options.start, datetime.min.time())
+        if options.full and options.start
+        else None
+    )
     context = etf_context(job.db, before)
 
     # /daily/latest names each exchange's latest trading day and already holds
@@ -219,21 +251,26 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     if broken:
         # A missing day would leave a gap behind the next day's rows: fetch
         # those exchanges per ticker instead.
-        log.warning("per-day answers failed for %s; fetching those ETFs per ticker", ", ".join(broken))
+        log.warning(
+            "per-day answers failed for %s; fetching those ETFs per ticker", ", ".join(broken)
+        )
         latest = {ex: d for ex, d in latest.items() if ex not in broken}
         plan = build_plan(context, options, latest, job.latest_max_days)
         answers = [f for f in answers if f.exchange not in broken]
     job.snapshot.write("plan.parquet", plan.context())
-    job.snapshot.update_manifest(plan={
-        "symbols": plan.symbols.height,
-        "up_to_date": plan.up_to_date,
-        "latest_days": {ex: [d.isoformat() for d in days] for ex, days in plan.days.items()},
-        "requests": len(plan.requests),
-    })
+    job.snapshot.update_manifest(
+        plan={
+            "symbols": plan.symbols.height,
+            "up_to_date": plan.up_to_date,
+            "latest_days": {ex: [d.isoformat() for d in days] for ex, days in plan.days.items()},
+            "requests": len(plan.requests),
+        }
+    )
     tally = PriceTally()
-    loader = _BatchLoader(price_applier(job, plan.context(), options.end, options.overwrite, tally))
+    batches = PriceBatches(job, plan.context(), options.end, options.overwrite, tally)
+    loader = _BatchLoader(batches.store)
     try:
-        _extract_prices(job, plan, answers, loader, tally)
+        _extract_prices(job, plan, answers, batches, loader)
     finally:
         loader.finish()
     job.snapshot.update_manifest(extract_complete=True)
@@ -242,9 +279,11 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     return price_summary(job, plan, tally, time.monotonic() - started)
 
 
-def _extract_prices(job: Job, plan: Plan, answers: list[Fetched], loader: _BatchLoader,
-                    tally: PriceTally) -> None:
+def _extract_prices(
+    job: Job, plan: Plan, answers: list[Fetched], batches: PriceBatches, loader: _BatchLoader
+) -> None:
     assert job.client is not None
+    tally = batches.tally
     ticker_requests = [r for r in plan.requests if r.endpoint == "daily"]
     buffer: list[Fetched] = list(answers)
     buffered = sum(f.rows for f in buffer)
@@ -257,7 +296,7 @@ def _extract_prices(job: Job, plan: Plan, answers: list[Fetched], loader: _Batch
         nonlocal buffer, buffered
         if buffer:
             job.snapshot.append_raw("prices", buffer)
-            loader.put(fetched_frame(buffer))
+            loader.put(batches.prepare(fetched_frame(buffer)))
         buffer, buffered = [], 0
 
     for fetched in fetch_all(job.client, ticker_requests, job.workers):
@@ -320,8 +359,10 @@ def replay(job: Job) -> dict[str, Any]:
     list_parts = list(job.snapshot.raw_parts("list"))
     if list_parts:
         raw = pl.concat(list_parts)
-        results = {ex: apply_list(job, raw.filter(pl.col("exchange") == ex), ex)
-                   for ex in raw["exchange"].unique(maintain_order=True).to_list()}
+        results = {
+            ex: apply_list(job, raw.filter(pl.col("exchange") == ex), ex)
+            for ex in raw["exchange"].unique(maintain_order=True).to_list()
+        }
         summary.update(list_summary(results))
     plan_frame = job.snapshot.read("plan.parquet")
     price_parts = job.snapshot.parts("kind=prices")
@@ -333,12 +374,14 @@ def replay(job: Job) -> dict[str, Any]:
         end = date.fromisoformat(options["end"]) if options.get("end") else date.today()
         context = plan_frame.cast(transform.PLAN_SCHEMA)
         tally = PriceTally()
-        apply = price_applier(job, context, end, bool(options.get("overwrite")), tally)
+        batches = PriceBatches(job, context, end, bool(options.get("overwrite")), tally)
         for raw in job.snapshot.raw_parts("prices"):
             tally.rows_fetched += int(raw.filter(pl.col("error").is_null())["rows"].sum())
-            for row in raw.filter(pl.col("error").is_not_null() & (pl.col("endpoint") == "daily")).iter_rows(named=True):
+            for row in raw.filter(
+                pl.col("error").is_not_null() & (pl.col("endpoint") == "daily")
+            ).iter_rows(named=True):
                 tally.failed[f"{MARKETS[row['exchange']]}.{row['ticker']}"] = row["error"]
-            apply(raw)
+            batches.store(batches.prepare(raw))
         plan = Plan(context, [], int(manifest.get("plan", {}).get("up_to_date", 0)), {})
         prices = price_summary(job, plan, tally, time.monotonic() - started)
         summary.update({k: v for k, v in prices.items() if k != "status"})

@@ -69,13 +69,21 @@ REJECT_SCHEMA: dict[str, pl.DataType] = {
     "row": pl.String(),  # the raw row as JSON text
 }
 
-_DAILY_FIELDS = ["ticker", "date", "open", "high", "low", "close", "volume"]
-_LIST_FIELDS = ["ticker", "name", "is_active", "exchange_code", "country_code", "currency_code"]
+DAILY_FIELDS = ["ticker", "date", "open", "high", "low", "close", "volume"]
+LIST_FIELDS = ["ticker", "name", "is_active", "exchange_code", "country_code", "currency_code"]
+FIELDS = {"list": LIST_FIELDS, "daily": DAILY_FIELDS, "latest": DAILY_FIELDS}
 
 
-def _envelope(fields: list[str]) -> pl.Struct:
-    # Every field as text: JSON numbers arrive as their literal digits.
-    return pl.Struct({"data": pl.List(pl.Struct({f: pl.String for f in fields}))})
+def envelope_dtype(fields: list[str]) -> pl.Struct:
+    """The API envelope with every record field as text: JSON numbers arrive as
+    their literal digits, so no price ever passes through a float."""
+    return pl.Struct(
+        {
+            "code": pl.String,
+            "msg": pl.String,
+            "data": pl.List(pl.Struct({f: pl.String for f in fields})),
+        }
+    )
 
 
 @dataclass
@@ -92,16 +100,14 @@ def explode_bodies(raw: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
             "endpoint",
             "exchange",
             pl.col("ticker").alias("req_ticker"),
-            pl.col("body").str.json_decode(_envelope(fields)).struct.field("data").alias("r"),
+            pl.col("body").str.json_decode(envelope_dtype(fields)).struct.field("data").alias("r"),
         )
         .explode("r")
         .filter(pl.col("r").is_not_null())
     )
-    return (
-        rows.with_columns(pl.col("r").struct.unnest())
-        .with_columns(pl.col("r").struct.json_encode().alias("row"))
-        .drop("r")
-    )
+    # The record itself rides along as a struct ("row"): turned back into JSON
+    # text only for the few rows that end up rejected.
+    return rows.with_columns(pl.col("r").struct.unnest()).rename({"r": "row"})
 
 
 def _first_reason(checks: list[tuple[pl.Expr, str]]) -> pl.Expr:
@@ -118,7 +124,7 @@ def _rejects(frame: pl.DataFrame, ticker: str, trade_date: str | None) -> pl.Dat
         pl.col(ticker).cast(pl.String).alias("ticker"),
         (pl.col(trade_date) if trade_date else pl.lit(None, pl.String)).alias("trade_date"),
         pl.col("reason"),
-        pl.col("row"),
+        pl.col("row").struct.json_encode(),
     ).cast(REJECT_SCHEMA)
 
 
@@ -148,7 +154,7 @@ def round_half_up(expr: pl.Expr, dtype: pl.Decimal) -> pl.Expr:
 
 def list_rows(raw: pl.DataFrame) -> Result:
     """API list answers -> stock_info rows for ETFs, and rejects."""
-    rows = explode_bodies(raw.filter(pl.col("endpoint") == "list"), _LIST_FIELDS)
+    rows = explode_bodies(raw.filter(pl.col("endpoint") == "list"), LIST_FIELDS)
     name = pl.col("name").str.strip_chars()
     active = pl.col("is_active").str.strip_chars().str.to_lowercase()
     checks = [
@@ -196,7 +202,7 @@ def daily_rows(raw: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Result:
     ``plan`` (PLAN_SCHEMA) names the symbols wanted: rows of /daily/latest for
     other symbols are not this run's business and are dropped without a reject.
     """
-    rows = explode_bodies(raw.filter(pl.col("endpoint").is_in(["daily", "latest"])), _DAILY_FIELDS)
+    rows = explode_bodies(raw.filter(pl.col("endpoint").is_in(["daily", "latest"])), DAILY_FIELDS)
     market = pl.col("exchange").replace_strict(MARKETS, return_dtype=pl.String)
     ticker = pl.col("ticker").str.strip_chars()
     rows = rows.with_columns(
