@@ -1,0 +1,125 @@
+"""Load: ADBC bulk writes on a real PostgreSQL, pinning the driver facts they rely on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import polars as pl
+
+from etl.load import Loader, existing_keys
+from etl.transform import DAILY_SCHEMA, anti_join
+
+INFO = (
+    "INSERT INTO stock_info (symbol, stock_name, stock_code, market_code, stock_type, is_active, is_etf, "
+    "created_at, updated_at) VALUES ('SH.510050', '50ETF', '510050', 'SH', 'ETF', 'Y', 'Y', now(), now())"
+)
+
+
+def rows(*days: int, close: str = "2.3450") -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "trade_date": datetime(2024, 1, d),
+                "symbol": "SH.510050",
+                "stock_name": "50ETF",
+                "close_price": Decimal(close),
+                "open_price": Decimal(close),
+                "high_price": Decimal(close),
+                "low_price": Decimal(close),
+                "volume": 2**40,
+                "turnover": Decimal("123456789012.35"),
+                "price_change": None,
+                "price_change_pct": Decimal("-1.2345"),
+                "premium_rate": None,
+                "market_code": "SH",
+            }
+            for d in days
+        ],
+        schema=DAILY_SCHEMA,
+    )
+
+
+def stored(db) -> list[tuple]:
+    return db.fetch(
+        "SELECT trade_date::text, close_price::text, volume, turnover::text, price_change_pct::text, "
+        "created_at IS NOT NULL FROM stock_daily_data ORDER BY trade_date"
+    )
+
+
+def test_direct_copy_stores_exact_values_and_bookkeeping(migrated_db):
+    migrated_db.execute(INFO)
+    loader = Loader(migrated_db)
+    try:
+        counts = loader.load_daily(rows(2, 3))
+    finally:
+        loader.close()
+    assert counts.inserted == 2
+    assert stored(migrated_db) == [
+        ("2024-01-02 00:00:00", "2.3450", 2**40, "123456789012.35", "-1.2345", True),
+        ("2024-01-03 00:00:00", "2.3450", 2**40, "123456789012.35", "-1.2345", True),
+    ]
+    info = migrated_db.fetch(
+        "SELECT last_sync_date::text, first_fetch_time IS NOT NULL FROM stock_info"
+    )
+    assert info == [("2024-01-03 00:00:00", True)]
+
+
+def test_a_row_written_behind_our_back_sends_the_batch_through_staging(migrated_db):
+    migrated_db.execute(INFO)
+    loader = Loader(migrated_db)
+    try:
+        loader.load_daily(rows(3, close="9.9900"))  # the "other writer"
+        counts = loader.load_daily(rows(2, 3, 4))  # COPY hits the key of the 3rd, falls back
+    finally:
+        loader.close()
+    assert counts.inserted == 2
+    closes = [r[1] for r in stored(migrated_db)]
+    assert closes == ["2.3450", "9.9900", "2.3450"]  # the stored row is not overwritten
+
+
+def test_overwrite_updates_only_rows_that_differ(migrated_db):
+    loader = Loader(migrated_db)
+    try:
+        loader.load_daily(rows(2, 3))
+        counts = loader.load_daily(pl.concat([rows(2), rows(3, close="2.5000")]), overwrite=True)
+    finally:
+        loader.close()
+    assert (counts.inserted, counts.updated) == (0, 1)
+    assert [r[1] for r in stored(migrated_db)] == ["2.3450", "2.5000"]
+
+
+def test_existing_keys_limit_the_anti_join_to_the_batch(migrated_db):
+    loader = Loader(migrated_db)
+    try:
+        loader.load_daily(rows(2, 3))
+    finally:
+        loader.close()
+    batch = rows(3, 4)
+    keys = existing_keys(migrated_db, batch)
+    assert keys.rows() == [("SH.510050", datetime(2024, 1, 3))]
+    assert anti_join(batch, keys)["trade_date"].to_list() == [datetime(2024, 1, 4)]
+
+
+def test_columns_are_matched_by_name_not_position(db):
+    # A production table whose columns were added in another order still loads.
+    db.execute(
+        "CREATE TABLE stock_daily_data (symbol VARCHAR(20) NOT NULL, updated_at TIMESTAMP NOT NULL, "
+        "market_code VARCHAR(10) NOT NULL, premium_rate NUMERIC(8,4), price_change_pct NUMERIC(8,4), "
+        "price_change NUMERIC(10,4), turnover NUMERIC(20,2) NOT NULL, volume BIGINT NOT NULL, "
+        "low_price NUMERIC(10,4), high_price NUMERIC(10,4), open_price NUMERIC(10,4), "
+        "close_price NUMERIC(10,4) NOT NULL, stock_name VARCHAR(100) NOT NULL, "
+        "created_at TIMESTAMP NOT NULL, trade_date TIMESTAMP NOT NULL, PRIMARY KEY (trade_date, symbol))"
+    )
+    db.execute(
+        "CREATE TABLE stock_info (symbol VARCHAR(20) PRIMARY KEY, last_sync_date TIMESTAMP, "
+        "first_fetch_time TIMESTAMP, updated_at TIMESTAMP NOT NULL)"
+    )
+    loader = Loader(db)
+    try:
+        assert loader.load_daily(rows(2)).inserted == 1
+    finally:
+        loader.close()
+    assert stored(db) == [
+        ("2024-01-02 00:00:00", "2.3450", 2**40, "123456789012.35", "-1.2345", True)
+    ]
