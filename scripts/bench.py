@@ -1,0 +1,888 @@
+#!/usr/bin/env python3
+"""Benchmarks of etf-sync on the synthetic universe of the local Tsanghi-compatible API.
+
+    make bench                      # the full universe: 1,200 ETFs, ~3.97 M daily rows
+    make bench ARGS="--etfs 100"    # a quick run on a smaller universe
+    make bench ARGS="--json"        # also one JSON object with every figure, last on stdout
+
+The universe is ``etl.fakeapi.Universe.full()`` (the same one as
+``python -m etl.fakeapi --full``). It is served from a child process of its
+own, so the server's CPU is never counted in the measured process; the child
+also takes an "advance by one trading day" command for the nightly runs. The
+database is a fresh embedded PostgreSQL under a temporary directory, or an
+empty database given with ``--database-url``. Every figure comes from the
+real CLI (``etl --json ...`` as a subprocess, its summary JSON) or from the
+database drivers the project uses; each line names the command behind it.
+
+It prints whether each target is met and exits 0 either way; it exits 1 only
+when a measurement itself could not be made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from etl.errors import EtlError
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "bench-token"
+LATENCY_MS = 50
+READ_RUNS = 20
+FLOOR_TABLE = "bench_ingest_floor"
+# Variables of the caller's environment that would change what is measured.
+_SCRUB = ("DATABASE_URL", "TSANGHI_TOKEN", "STOCK_API_TOKEN", "TSANGHI_BASE_URL")
+
+
+class BenchError(Exception):
+    """A measurement could not be made (not a missed target)."""
+
+
+@dataclass
+class Figure:
+    key: str
+    name: str
+    value: float
+    unit: str
+    target: str  # e.g. ">= 0.6"
+    met: bool | None  # None: no target, shown for context
+    command: str
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    figures: list[Figure] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures.append(figure)
+        value = _fmt(figure.value, figure.unit)
+        verdict = "" if figure.met is None else ("  [met]" if figure.met else "  [MISSED]")
+        target = f" (target {figure.target})" if figure.target else ""
+        detail = f"; {figure.detail}" if figure.detail else ""
+        print(
+            f"[{figure.key}] {figure.name}: {value}{target}{verdict}{detail}  <- {figure.command}",
+            flush=True,
+        )
+        return figure
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit in ("rows/s", "requests", "rows"):
+        return f"{value:,.0f} {unit}"
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "MB":
+        return f"{value:,.0f} MB"
+    if unit in ("s", "ms", "ETFs/s"):
+        return f"{value:,.1f} {unit}" if value >= 10 else f"{value:,.2f} {unit}"
+    return f"{value} {unit}"
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# -- the API server, in a child process ------------------------------------------
+
+
+def _serve(conn: Any, n_etfs: int, token: str) -> None:
+    """Child process: serve Universe.full(n_etfs) until told to stop.
+
+    Commands on the pipe: ("advance", days) -> new trading days as ISO text,
+    ("latency", ms), ("requests", None) -> requests served so far, ("stop", None).
+    """
+    from etl.fakeapi import FakeTsanghi, Universe
+
+    universe = Universe.full(n_etfs=n_etfs)
+    rows = universe.row_count()  # what --warm does: every history generated up front
+    active = [e for e in universe.etfs() if e.is_active]
+    active_rows = sum(universe.daily_frame(e.exchange, e.ticker).height for e in active)
+    server = FakeTsanghi(universe, token=token).start()
+    conn.send(
+        {
+            "base_url": server.base_url,
+            "rows": rows,
+            "etfs": universe.n_etfs,
+            "active": len(active),
+            "active_rows": active_rows,
+            "end": universe.end.isoformat(),
+            "days": len(universe.trading_days()),
+        }
+    )
+    try:
+        while True:
+            try:
+                command, arg = conn.recv()
+            except EOFError:
+                break
+            if command == "stop":
+                break
+            if command == "advance":
+                conn.send([d.isoformat() for d in universe.advance(arg)])
+            elif command == "latency":
+                server.latency_ms = arg
+                conn.send(arg)
+            elif command == "requests":
+                conn.send(server.request_count())
+            else:
+                conn.send(None)
+    finally:
+        server.stop()
+
+
+class ApiServer:
+    """The child process serving the universe, and its command pipe."""
+
+    def __init__(self, n_etfs: int) -> None:
+        ctx = mp.get_context("spawn")  # no fork of a process that already runs threads
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_serve, args=(child, n_etfs, TOKEN), daemon=True, name="bench-api"
+        )
+        self._proc.start()
+        child.close()
+        if not self._conn.poll(300):
+            self.close()
+            raise BenchError("the API server did not start within 300 s")
+        self.info: dict[str, Any] = self._conn.recv()
+        self.base_url: str = self.info["base_url"]
+        self._wait_until_answering()
+
+    def _wait_until_answering(self) -> None:
+        url = f"{self.base_url}/etf/XSHG/list?" + urllib.parse.urlencode({"token": TOKEN})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    if json.loads(answer.read()).get("code") == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchError(f"the API server at {self.base_url} does not answer")
+            time.sleep(0.1)
+
+    def call(self, command: str, arg: Any = None) -> Any:
+        self._conn.send((command, arg))
+        return self._conn.recv()
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            try:
+                self._conn.send(("stop", None))
+            except OSError:
+                pass
+            self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(5)
+        self._conn.close()
+
+
+# -- running the CLI -------------------------------------------------------------
+
+
+def etl_command() -> list[str]:
+    script = Path(sys.executable).parent / "etl"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "etl"]
+
+
+@dataclass
+class CliRun:
+    summary: dict[str, Any]
+    wall: float  # seconds from spawn to exit, Python start-up included
+    max_rss_mb: float  # peak resident memory of the etl process
+    exit_code: int
+
+
+class Cli:
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self._n = 0
+
+    def run(
+        self, *args: str, ok_codes: tuple[int, ...] = (0,), env: dict[str, str] | None = None
+    ) -> CliRun:
+        """`etl --json <args>` as a subprocess; its summary, wall time and peak RSS.
+
+        os.wait4 gives the rusage of exactly this child, so its ru_maxrss is the
+        peak of the etl process alone (the API server and PostgreSQL are not its
+        children).
+        """
+        self._n += 1
+        stem = self.log_dir / f"{self._n:02d}-{args[0]}"
+        argv = [*etl_command(), "--json", *args]
+        with open(f"{stem}.out", "wb") as out, open(f"{stem}.err", "wb") as err:
+            started = time.perf_counter()
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=err, env={**self.env, **(env or {})}, cwd=REPO
+            )
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - started
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        text = Path(f"{stem}.out").read_text().strip()
+        try:
+            summary = json.loads(text.splitlines()[-1]) if text else {}
+        except json.JSONDecodeError:
+            summary = {}
+        if code not in ok_codes or not summary:
+            tail = Path(f"{stem}.err").read_text()[-2000:]
+            raise BenchError(f"`etl {' '.join(args)}` exited with {code}:\n{tail}")
+        return CliRun(summary, wall, usage.ru_maxrss / 1024, code)
+
+
+# -- database helpers ------------------------------------------------------------
+
+
+@contextmanager
+def database(url: str | None, scratch: Path) -> Iterator[Any]:
+    """The Database to bench on: `url` (must hold no daily rows) or a fresh embedded one."""
+    from etl.db import Database, open_database
+
+    if url:
+        db = Database(url)
+        rows = db.fetch(
+            "SELECT to_regclass('stock_daily_data') IS NOT NULL "
+            "AND EXISTS (SELECT 1 FROM stock_daily_data)"
+            if db.fetch("SELECT to_regclass('stock_daily_data') IS NOT NULL")[0][0]
+            else "SELECT false"
+        )
+        if rows[0][0]:
+            raise BenchError(
+                "--database-url must name an empty database: stock_daily_data has rows"
+            )
+        yield db
+        return
+    with open_database(None, scratch / "embedded") as db:
+        yield db
+
+
+@contextmanager
+def second_database(db: Any) -> Iterator[str | None]:
+    """URL of a new empty database on the same server (dropped after), None if not allowed."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    name = f"etf_bench_{os.getpid()}"
+    parts = urllib.parse.urlsplit(db.url)
+    try:
+        admin = adbc.connect(db.url, autocommit=True)
+    except Exception:
+        yield None
+        return
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    except Exception:
+        admin.close()
+        yield None
+        return
+    try:
+        yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def polars_schema(db: Any, table: str) -> dict[str, Any]:
+    """The exact polars type of every column of `table` (stack notes: cast before COPY)."""
+    import polars as pl
+
+    rows = db.fetch(
+        "SELECT column_name, data_type, numeric_precision, numeric_scale "
+        "FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = $1 ORDER BY ordinal_position",
+        [table],
+    )
+    simple = {
+        "character varying": pl.String,
+        "text": pl.String,
+        "character": pl.String,
+        "timestamp without time zone": pl.Datetime("us"),
+        "date": pl.Date,
+        "bigint": pl.Int64,
+        "integer": pl.Int32,
+        "smallint": pl.Int16,
+        "double precision": pl.Float64,
+        "boolean": pl.Boolean,
+    }
+    schema: dict[str, Any] = {}
+    for name, kind, precision, scale in rows:
+        if kind == "numeric":
+            schema[name] = pl.Decimal(int(precision), int(scale))
+        elif kind in simple:
+            schema[name] = simple[kind]
+        else:
+            raise BenchError(f"{table}.{name}: no polars type for {kind}")
+    return schema
+
+
+def bare_ingest(db: Any) -> tuple[int, float]:
+    """Rows of stock_daily_data read back, cast exactly, ingested into an empty copy.
+
+    Returns (rows, seconds of adbc_ingest + commit only).
+    """
+    schema = polars_schema(db, "stock_daily_data")
+    frame = db.read("SELECT * FROM stock_daily_data").select(list(schema)).cast(schema)
+    table = frame.to_arrow()
+    del frame
+    conn = db.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
+            cur.execute(f"CREATE TABLE {FLOOR_TABLE} (LIKE stock_daily_data INCLUDING ALL)")
+        conn.commit()
+        cur = conn.cursor()
+        started = time.perf_counter()
+        cur.adbc_ingest(FLOOR_TABLE, table, mode="append")
+        conn.commit()
+        seconds = time.perf_counter() - started
+        cur.close()
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {FLOOR_TABLE}")
+            loaded = cur.fetchone()[0]
+            cur.execute(f"DROP TABLE {FLOOR_TABLE}")
+        conn.commit()
+    finally:
+        conn.close()
+    if loaded != table.num_rows:
+        raise BenchError(f"bare ingest loaded {loaded} rows of {table.num_rows}")
+    return table.num_rows, seconds
+
+
+def settle(db: Any) -> None:
+    """VACUUM ANALYZE and CHECKPOINT, so no background work of the backfill competes."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with adbc.connect(db.url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("VACUUM ANALYZE stock_daily_data")
+        cur.execute("VACUUM ANALYZE stock_info")
+        cur.execute("CHECKPOINT")
+
+
+def median_ms(conn: Any, sql: str, params: list[list[Any]]) -> tuple[float, float]:
+    """Median and maximum milliseconds of `sql` (execute + fetch), one run per params."""
+    times = []
+    with conn.cursor() as cur:
+        cur.execute(sql, params[0])  # warm-up: plan and connection caches, not counted
+        cur.fetch_arrow_table()
+        for values in params:
+            started = time.perf_counter()
+            cur.execute(sql, values)
+            cur.fetch_arrow_table()
+            times.append((time.perf_counter() - started) * 1000)
+    conn.rollback()
+    return statistics.median(times), max(times)
+
+
+# -- machine ---------------------------------------------------------------------
+
+
+def machine(db: Any) -> dict[str, Any]:
+    import polars as pl
+
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gb = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gb = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "ram_gb": round(ram_gb, 1),
+        "cpu": model,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "polars": pl.__version__,
+        "postgresql": db.fetch("SELECT current_setting('server_version')")[0][0],
+    }
+
+
+# -- the benchmark ---------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, report: Report, scratch: Path) -> None:
+    with ExitStack() as stack:
+        say(f"starting the API server: Universe.full(n_etfs={args.etfs}) in a child process ...")
+        api = ApiServer(args.etfs)
+        stack.callback(api.close)
+        info = api.info
+        db = stack.enter_context(database(args.database_url, scratch))
+        report.machine = machine(db)
+        m = report.machine
+        print(
+            f"machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gb']} GB RAM, "
+            f"PostgreSQL {m['postgresql']}, Python {m['python']}, polars {m['polars']}"
+        )
+        print(
+            f"universe: Universe.full(n_etfs={args.etfs}) = {info['etfs']:,} ETFs, "
+            f"{info['rows']:,} daily rows ({info['active']:,} active ETFs with "
+            f"{info['active_rows']:,} rows to sync), {info['days']:,} trading days up to {info['end']} "
+            f"(the same as `python -m etl.fakeapi --full"
+            f"{'' if args.etfs == 1200 else f' --etfs {args.etfs}'}`), served at {api.base_url}"
+        )
+        print(
+            f"database: {'--database-url' if args.database_url else 'embedded PostgreSQL in a temp dir'}"
+            f"; commands run as `etl --json ...` with DATABASE_URL, TSANGHI_BASE_URL, "
+            f"TSANGHI_TOKEN and ETL_DATA_DIR set, every tuning variable at its default",
+            flush=True,
+        )
+
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUB and not k.startswith("ETL_")}
+        env.update(
+            {
+                "DATABASE_URL": db.url,
+                "TSANGHI_BASE_URL": api.base_url,
+                "TSANGHI_TOKEN": TOKEN,
+                "ETL_DATA_DIR": str(scratch / "data"),
+            }
+        )
+        log_dir = scratch / "logs"
+        log_dir.mkdir()
+        cli = Cli(env, log_dir)
+
+        # 1 + 5: the full backfill into an empty database, and its peak memory.
+        say("1/6 full backfill (etl sync) ...")
+        backfill = cli.run("sync")
+        s = backfill.summary
+        rows = s["rows_inserted"]
+        if s["status"] != "ok" or rows != info["active_rows"]:
+            raise BenchError(
+                f"the backfill ended {s['status']} with {rows:,} rows inserted; the active "
+                f"ETFs have {info['active_rows']:,}"
+            )
+        pipeline_rate = rows / s["seconds"]
+        report.add(
+            Figure(
+                "1a",
+                "full backfill, whole pipeline",
+                pipeline_rate,
+                "rows/s",
+                "",
+                None,
+                "etl --json sync  (rows_inserted / seconds of its summary)",
+                f"{rows:,} rows in {s['seconds']:.1f} s ({s['price_seconds']:.1f} s prices, "
+                f"wall {backfill.wall:.1f} s), {s['requests']:,} API requests",
+            )
+        )
+        say("    settling (VACUUM ANALYZE, CHECKPOINT), then the bare ingest ...")
+        settle(db)
+        floor_rows, floor_seconds = bare_ingest(db)
+        floor_rate = floor_rows / floor_seconds
+        report.add(
+            Figure(
+                "1b",
+                "bare adbc_ingest of the same rows (floor)",
+                floor_rate,
+                "rows/s",
+                "",
+                None,
+                f"cursor.adbc_ingest('{FLOOR_TABLE}', rows, mode='append') + commit into "
+                "CREATE TABLE ... (LIKE stock_daily_data INCLUDING ALL)",
+                f"{floor_rows:,} rows in {floor_seconds:.1f} s, read back with connectorx and cast "
+                "to the exact column types first (not timed)",
+            )
+        )
+        ratio = pipeline_rate / floor_rate
+        report.add(Figure("1c", "backfill / floor", ratio, "x", ">= 0.6", ratio >= 0.6, "1a / 1b"))
+
+        # Where the backfill's time goes: the same snapshot replayed into another
+        # empty database is transform + anti-join + load with no network at all.
+        say("    replaying the backfill's snapshot into another empty database ...")
+        with second_database(db) as other:
+            if other is None:
+                say("    (skipped: cannot CREATE DATABASE here)")
+            else:
+                replay = cli.run("replay", s["snapshot"], env={"DATABASE_URL": other})
+                r = replay.summary
+                report.add(
+                    Figure(
+                        "1d",
+                        "replay of the backfill snapshot (no network)",
+                        r["rows_inserted"] / r["seconds"],
+                        "rows/s",
+                        "",
+                        None,
+                        "etl --json replay <snapshot of 1a>  into an empty database",
+                        f"{r['rows_inserted']:,} rows in {r['seconds']:.1f} s: transform + "
+                        f"anti-join + load of 1a without the fetching; peak "
+                        f"{replay.max_rss_mb:,.0f} MB",
+                    )
+                )
+
+        # 2: nightly runs, one new trading day each; the first one after the
+        # universe's last day crosses the New Year holidays.
+        def nightly(keys: tuple[str, str], label: str) -> dict[str, Any]:
+            before = api.call("requests")
+            new_days = api.call("advance", 1)
+            say(f"2/6 nightly run for {new_days[0]} ({label}) ...")
+            result = cli.run("sync")
+            served = api.call("requests") - before
+            n = result.summary
+            report.add(
+                Figure(
+                    keys[0],
+                    f"nightly run, API requests ({label})",
+                    n["requests"],
+                    "requests",
+                    "<= 6",
+                    n["requests"] <= 6,
+                    f"advance the universe to {new_days[0]}, then etl --json sync  (requests)",
+                    f"{served} seen by the server; {n['rows_inserted']:,} rows inserted",
+                )
+            )
+            report.add(
+                Figure(
+                    keys[1],
+                    f"nightly run, seconds ({label})",
+                    result.wall,
+                    "s",
+                    "< 10 s",
+                    result.wall < 10,
+                    "the same run: wall time of the process",
+                    f"{n['seconds']:.2f} s inside the run",
+                )
+            )
+            return n
+
+        holiday = nightly(("2a", "2b"), "after the New Year holidays")
+        ordinary = nightly(("2c", "2d"), "an ordinary evening")
+        for n in (holiday, ordinary):
+            if n["status"] != "ok":
+                say(f"    note: nightly run status {n['status']}")
+
+        # 3: nothing new since the last run.
+        say("3/6 no-op rerun ...")
+        noop = cli.run("sync")
+        ns = noop.summary
+        report.add(
+            Figure(
+                "3a",
+                "no-op rerun, API requests",
+                ns["requests"],
+                "requests",
+                "<= 4",
+                ns["requests"] <= 4,
+                "etl --json sync again, nothing new on the server",
+            )
+        )
+        report.add(
+            Figure(
+                "3b",
+                "no-op rerun, rows inserted",
+                ns["rows_inserted"],
+                "rows",
+                "0",
+                ns["rows_inserted"] == 0,
+                "the same run",
+            )
+        )
+        report.add(
+            Figure(
+                "3c",
+                "no-op rerun, seconds",
+                noop.wall,
+                "s",
+                "",
+                None,
+                "the same run: wall time of the process",
+                f"{ns['seconds']:.2f} s inside the run",
+            )
+        )
+
+        # 4: extract throughput with 50 ms of latency on every answer.
+        api.call("latency", LATENCY_MS)
+        try:
+            since = (date.fromisoformat(info["end"]) - timedelta(days=30)).isoformat()
+            say(f"4/6 extract at {LATENCY_MS} ms latency, one month per ETF ...")
+            month = cli.run("sync-prices", "--full", "--start-date", since)
+            ms = month.summary
+            rate = ms["symbols_ok"] / ms["price_seconds"]
+            report.add(
+                Figure(
+                    "4a",
+                    f"extract at {LATENCY_MS} ms latency, per-ticker requests",
+                    rate,
+                    "ETFs/s",
+                    ">= 50",
+                    rate >= 50,
+                    f"etl --json sync-prices --full --start-date {since}  (symbols_ok / price_seconds)",
+                    f"{ms['symbols_ok']:,} ETFs in {ms['price_seconds']:.1f} s, "
+                    f"{ms['rows_fetched']:,} rows fetched, {ms['rows_inserted']} inserted; "
+                    "default workers and rate limit",
+                )
+            )
+            if not args.quick:
+                say(f"4/6 extract at {LATENCY_MS} ms latency, whole histories ...")
+                whole = cli.run("sync-prices", "--full")
+                ws = whole.summary
+                rate = ws["symbols_ok"] / ws["price_seconds"]
+                report.add(
+                    Figure(
+                        "4b",
+                        f"extract at {LATENCY_MS} ms latency, whole histories",
+                        rate,
+                        "ETFs/s",
+                        "",
+                        None,
+                        "etl --json sync-prices --full  (symbols_ok / price_seconds)",
+                        f"{ws['symbols_ok']:,} ETFs, {ws['rows_fetched']:,} rows in "
+                        f"{ws['price_seconds']:.1f} s, all already stored ({ws['rows_inserted']} "
+                        f"inserted): fetch + parse + anti-join, no load; "
+                        f"{ws['rows_fetched'] / ws['price_seconds']:,.0f} rows/s",
+                    )
+                )
+        finally:
+            api.call("latency", 0)
+
+        report.add(
+            Figure(
+                "5",
+                "peak memory of the full backfill",
+                backfill.max_rss_mb,
+                "MB",
+                "< 1536 MB",
+                backfill.max_rss_mb < 1536,
+                "max RSS of the `etl --json sync` process of 1a (os.wait4 rusage)",
+            )
+        )
+
+        # 6: read queries on the loaded table.
+        say("6/6 read queries ...")
+        read_queries(db, report, args.read_runs)
+
+
+Q_YEAR = (
+    "SELECT trade_date, open_price, high_price, low_price, close_price, volume, turnover "
+    "FROM stock_daily_data WHERE symbol = $1 AND trade_date >= $2 AND trade_date < $3 "
+    "ORDER BY trade_date"
+)
+Q_DAY = (
+    "SELECT d.symbol, i.stock_name, d.open_price, d.high_price, d.low_price, d.close_price, "
+    "d.volume, d.turnover FROM stock_daily_data AS d JOIN stock_info AS i ON i.symbol = d.symbol "
+    "WHERE i.is_etf = 'Y' AND i.market_code = $1 AND d.trade_date = $2 ORDER BY d.symbol"
+)
+
+
+def read_queries(db: Any, report: Report, runs: int) -> None:
+    rng = random.Random(0)
+    latest = db.fetch("SELECT max(trade_date) FROM stock_daily_data")[0][0]
+    year_ago = latest - timedelta(days=365)
+    symbols = [
+        r[0]
+        for r in db.fetch(
+            "SELECT symbol FROM stock_info WHERE is_etf = 'Y' AND is_active = 'Y' "
+            "AND last_sync_date >= $1 ORDER BY symbol",
+            [latest],
+        )
+    ]
+    days = [
+        r[0]
+        for r in db.fetch(
+            "SELECT DISTINCT trade_date FROM stock_daily_data WHERE trade_date > $1 "
+            "ORDER BY trade_date",
+            [year_ago],
+        )
+    ]
+    if not symbols or not days:
+        raise BenchError("no loaded rows to query")
+    year_params = [
+        [s, year_ago, latest + timedelta(days=1)]
+        for s in (rng.choice(symbols) for _ in range(runs))
+    ]
+    day_params = [[rng.choice(["SH", "SZ"]), rng.choice(days)] for _ in range(runs)]
+    counts = [
+        db.fetch(
+            "SELECT count(*) FROM stock_daily_data WHERE symbol = $1 AND trade_date >= $2 "
+            "AND trade_date < $3",
+            year_params[0],
+        )[0][0],
+        db.fetch(
+            "SELECT count(*) FROM stock_daily_data AS d JOIN stock_info AS i USING (symbol) "
+            "WHERE i.is_etf = 'Y' AND i.market_code = $1 AND d.trade_date = $2",
+            day_params[0],
+        )[0][0],
+    ]
+    with db.connect() as conn:
+        year_med, year_max = median_ms(conn, Q_YEAR, year_params)
+        day_med, day_max = median_ms(conn, Q_DAY, day_params)
+    # The same queries through connectorx (a new connection each time), for comparison.
+    cx_year = _cx_median(db, Q_YEAR, year_params[:5])
+    cx_day = _cx_median(db, Q_DAY, day_params[:5])
+    report.add(
+        Figure(
+            "6a",
+            "one ETF's prices over a year",
+            year_med,
+            "ms",
+            "< 50 ms",
+            year_med < 50,
+            f"ADBC, one open connection: {_short(Q_YEAR)}",
+            f"median of {runs} runs over random active ETFs (max {year_max:.1f} ms, "
+            f"~{counts[0]} rows each); connectorx with its own connection: {cx_year:.1f} ms",
+        )
+    )
+    report.add(
+        Figure(
+            "6b",
+            "all ETFs of one market on one day, with stock_info",
+            day_med,
+            "ms",
+            "< 50 ms",
+            day_med < 50,
+            f"ADBC, one open connection: {_short(Q_DAY)}",
+            f"median of {runs} runs over random markets and days of the last year "
+            f"(max {day_max:.1f} ms, ~{counts[1]} rows each); connectorx with its own connection: "
+            f"{cx_day:.1f} ms",
+        )
+    )
+
+
+def _cx_median(db: Any, sql: str, params: list[list[Any]]) -> float:
+    times = []
+    for values in params:
+        text = sql
+        for i, value in reversed(list(enumerate(values, start=1))):
+            literal = value.isoformat(sep=" ") if isinstance(value, datetime) else str(value)
+            text = text.replace(f"${i}", f"'{literal}'")
+        started = time.perf_counter()
+        db.read(text)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def _short(sql: str) -> str:
+    return sql if len(sql) < 90 else sql[:87] + "..."
+
+
+def print_table(report: Report) -> None:
+    rows = [("figure", "value", "target", "met?")]
+    for f in report.figures:
+        met = "-" if f.met is None else ("yes" if f.met else "NO")
+        rows.append((f"{f.key} {f.name}", _fmt(f.value, f.unit), f.target or "-", met))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    print()
+    for i, r in enumerate(rows):
+        print(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    m = report.machine
+    print(
+        f"\nmachine: {m.get('nproc')} CPUs, {m.get('cpu')}, {m.get('ram_gb')} GB RAM, "
+        f"PostgreSQL {m.get('postgresql')}"
+    )
+    missed = [f.key for f in report.figures if f.met is False]
+    print(
+        f"targets: {sum(f.met is True for f in report.figures)} met, "
+        f"{len(missed)} missed{' (' + ', '.join(missed) + ')' if missed else ''}"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--etfs",
+        type=int,
+        default=1200,
+        help="ETFs in the universe (default 1200, the full one: ~3.97 M rows)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="also print every figure as one JSON object (the last line)",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="an empty PostgreSQL database to fill instead of a fresh embedded one",
+    )
+    parser.add_argument(
+        "--read-runs",
+        type=int,
+        default=READ_RUNS,
+        help=f"runs per read query (default {READ_RUNS})",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the extra whole-history extract measurement (4b)"
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temp directory (logs, snapshots, database) and print it",
+    )
+    args = parser.parse_args(argv)
+    if args.etfs < 2:
+        parser.error("--etfs must be at least 2")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="etf-bench-"))
+    report = Report()
+    started = time.monotonic()
+    code = 0
+    try:
+        run(args, report, scratch)
+    except (BenchError, EtlError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        if args.keep:
+            say(f"kept {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if report.figures:
+        print_table(report)
+        print(f"bench took {time.monotonic() - started:.0f} s")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "machine": report.machine,
+                    "figures": [asdict(f) for f in report.figures],
+                    "complete": code == 0,
+                },
+                ensure_ascii=False,
+            )
+        )
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
