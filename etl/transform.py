@@ -219,14 +219,12 @@ def daily_rows(raw: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Result:
     ).with_columns((pl.col("market_code") + "." + pl.col("tk")).alias("symbol"))
     rows = rows.join(plan.select(list(PLAN_SCHEMA)), on="symbol", how="left")
     # A per-exchange answer also carries symbols this run fetches by range, or
-    # not at all, and days a symbol already has: those rows are not wanted.
-    rows = rows.filter(
-        (pl.col("endpoint") != "latest")
-        | (
-            pl.col("by_day")
-            & (pl.col("d").is_null() | (pl.col("prev_date") < pl.col("d").cast(TS)))
-        )
+    # not at all, days a symbol already has, and (asked undated) a day after an
+    # explicit --end-date: those rows are not wanted, and not errors either.
+    wanted_day = pl.col("d").is_null() | (
+        (pl.col("prev_date") < pl.col("d").cast(TS)) & (pl.col("d") <= pl.lit(end_date))
     )
+    rows = rows.filter((pl.col("endpoint") != "latest") | (pl.col("by_day") & wanted_day))
 
     def bad_number(field: str, required: bool) -> list[tuple[pl.Expr, str]]:
         raw_v, num = pl.col(field), pl.col(f"{field}_n")

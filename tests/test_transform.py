@@ -135,6 +135,9 @@ def test_latest_answers_only_serve_by_day_symbols_after_their_watermark():
     assert out.rows.select("symbol", "trade_date").rows() == [("SH.510050", datetime(2024, 1, 3))]
     assert out.rows["price_change"].to_list() == [Decimal("0.1000")]
     assert out.rejects.is_empty()
+    # Asked with an earlier --end-date, the undated answer's later day is simply not wanted.
+    earlier = T.daily_rows(raw("XSHG", rows, ticker=None, endpoint="latest"), p, date(2024, 1, 2))
+    assert earlier.rows.is_empty() and earlier.rejects.is_empty()
 
 
 def test_anti_join_keeps_only_new_keys():
