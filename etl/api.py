@@ -147,36 +147,17 @@ class TsanghiClient:
         for attempt in range(1, self._attempts + 1):
             if last is not None:
                 self._sleep_before(attempt, last)
-            fetched_at = datetime.now(UTC).replace(tzinfo=None)
+            result = Fetched(endpoint, exchange, ticker, params, datetime.now(UTC), attempt)
             try:
-                status, body, rows = self._once(path, params, endpoint)
+                result.http_status, result.body, result.rows = self._once(path, params, endpoint)
+                return result
             except _Transient as exc:
                 last = exc
                 log.debug("%s %s %s attempt %d: %s", endpoint, exchange, ticker or "", attempt, exc)
-                continue
-            return Fetched(
-                endpoint,
-                exchange,
-                ticker,
-                params,
-                fetched_at,
-                attempt,
-                http_status=status,
-                body=body,
-                rows=rows,
-            )
         assert last is not None
-        return Fetched(
-            endpoint,
-            exchange,
-            ticker,
-            params,
-            fetched_at,
-            self._attempts,
-            http_status=last.status,
-            body=last.body,
-            error=f"{last} (after {self._attempts} attempts)",
-        )
+        result.http_status, result.body = last.status, last.body
+        result.error = f"{last} (after {self._attempts} attempts)"
+        return result
 
     def _once(self, path: str, params: dict[str, str], endpoint: str) -> tuple[int, str, int]:
         self._limiter.wait()
