@@ -1,0 +1,239 @@
+"""A sync killed with SIGKILL, and a database that goes away: nothing half
+done is left behind, and a rerun (or a replay) ends exactly where an
+uninterrupted run would have.
+
+"Exactly" is a checksum over every business column of stock_daily_data and
+stock_info, compared with a clean run of the same API on a fresh database.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import adbc_driver_postgresql.dbapi as adbc
+import polars as pl
+import pytest
+from crashhelper import (
+    assert_consistent,
+    assert_same_as,
+    assert_snapshot_whole,
+    child_env,
+    clean_run_checksums,
+    connections,
+    price_parts,
+    runs,
+    source_dates,
+    spawn,
+    wait_for,
+)
+from etlfixtures import END, START, TOKEN
+
+from etl.load import Loader
+
+ABANDONED = "ended without finishing (process killed or connection lost)"
+
+
+@pytest.fixture
+def db(request):
+    """Embedded PostgreSQL only, unless the test also names pg_server (both servers)."""
+    name = "pg_server" if "pg_server" in request.fixturenames else "embedded_pg"
+    server = request.getfixturevalue(name)
+    database = server.create_database()
+    yield database
+    server.drop_database(database)
+
+
+@pytest.fixture(scope="module")
+def reference(embedded_pg, tmp_path_factory) -> dict:
+    """Checksums of an uninterrupted sync of the same universe as etlfixtures' `universe`."""
+    return clean_run_checksums(
+        embedded_pg,
+        tmp_path_factory.mktemp("reference"),
+        TOKEN,
+        n_etfs=30,
+        start=START,
+        end=END,
+        seed=7,
+    )
+
+
+def price_rows(db) -> int:
+    """Rows committed so far; 0 while the child has not created the tables yet."""
+    (exists,) = db.fetch("SELECT to_regclass('stock_daily_data') IS NOT NULL")[0]
+    return db.fetch("SELECT count(*) FROM stock_daily_data")[0][0] if exists else 0
+
+
+def assert_batches_whole(snapshot: Path, stored: dict[str, list[str]]) -> int:
+    """Every written batch of answers is in the tables entirely or not at all.
+
+    Returns how many batches are in.
+    """
+    loaded = 0
+    for part in price_parts(snapshot):
+        good = part.filter(
+            pl.col("error").is_null() & (pl.col("endpoint") == "daily") & (pl.col("rows") > 0)
+        )
+        symbols = {
+            ("SH." if ex == "XSHG" else "SZ.") + t
+            for ex, t in zip(good["exchange"], good["ticker"], strict=True)
+        }
+        present = symbols & set(stored)
+        assert present in (set(), symbols), f"batch split: {sorted(present)} of {sorted(symbols)}"
+        loaded += bool(present)
+    return loaded
+
+
+# -- SIGKILL ------------------------------------------------------------------------
+
+KILL_POINTS = ["fetching", "first-batch-written", "batch-in-transaction", "between-batches"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_sigkill_leaves_whole_batches_and_a_rerun_finishes_the_job(
+    point, db, api, universe, etl, data_dir, tmp_path, reference
+):
+    api.latency_ms = 60  # about a second of fetching with two workers
+    env = child_env(db.url, api.base_url, TOKEN, data_dir, ETL_BATCH_ROWS="120", ETL_WORKERS="2")
+    proc = spawn(["--json", "sync"], env, tmp_path / "killed")
+    committed = None
+    admin = None
+    try:
+        raw = data_dir / "raw"
+        snapshot = wait_for(lambda: next(iter(raw.glob("*/manifest.json")), None), proc=proc).parent
+        parts = snapshot / "kind=prices"
+        if point == "fetching":
+            wait_for(lambda: api.request_count("daily") >= 3, proc=proc)
+        elif point == "first-batch-written":
+            wait_for(lambda: list(parts.glob("part-*.parquet")), proc=proc, every=0.002)
+        elif point == "between-batches":
+            wait_for(lambda: len(list(parts.glob("part-*.parquet"))) >= 3, proc=proc)
+        else:
+            # Deterministic: once one batch is in, hold a lock that the next
+            # batch's INSERT waits for, and kill the sync inside that transaction.
+            wait_for(lambda: price_rows(db) > 0, proc=proc)
+            admin = adbc.connect(db.url, autocommit=False)
+            with admin.cursor() as cur:
+                cur.execute("LOCK TABLE stock_daily_data IN SHARE MODE")
+                cur.execute("SELECT count(*) FROM stock_daily_data")
+                committed = cur.fetchone()[0]
+            wait_for(
+                lambda: db.fetch(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%stock_daily_data%'"
+                )[0][0],
+                proc=proc,
+            )
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if admin is not None:
+            admin.rollback()
+            admin.close()
+    wait_for(lambda: connections(db) == 0, timeout=20)  # the server noticed and rolled back
+
+    # What the killed run left: whole files, whole batches, consistent bookkeeping.
+    manifest = assert_snapshot_whole(snapshot)
+    assert manifest["extract_complete"] is False
+    stored = assert_consistent(db, universe, whole=True)
+    loaded = assert_batches_whole(snapshot, stored)
+    if committed is not None:
+        assert price_rows(db) == committed > 0  # the batch killed in its transaction left nothing
+        assert loaded >= 1
+    if point == "between-batches":
+        assert loaded >= 1
+    (killed,) = runs(db)
+    assert killed[1:] == ("sync", "running", None)
+
+    # The next run takes the lock the dead one held, finishes the work, and closes its row.
+    out = etl("sync")
+    assert out.exit_code == 0, out.stderr
+    s = out.summary
+    assert s["symbols_failed"] == 0
+    assert s["rows_inserted"] == sum(len(d) for d in source_dates(universe).values()) - sum(
+        len(d) for d in stored.values()
+    )
+    assert_same_as(db, universe, reference)
+    assert [r[2] for r in runs(db)] == ["failed", "ok"]
+    assert runs(db)[0][3].startswith(ABANDONED)
+
+
+# -- the database goes away ----------------------------------------------------------
+
+
+def test_database_unreachable_at_start_is_fatal_and_nothing_is_fetched(etl, api, data_dir):
+    url = "postgresql://etl_user:pw-9d1e5a@127.0.0.1:1/etf"
+    out = etl("sync", env={"DATABASE_URL": url})
+    assert out.exit_code == 1
+    assert "cannot connect to postgresql://etl_user:***@127.0.0.1:1/etf" in out.stderr
+    assert "check DATABASE_URL" in out.stderr
+    assert "pw-9d1e5a" not in out.stderr + out.stdout
+    assert api.request_count() == 0
+
+
+def _dbname(db) -> str:
+    return urlsplit(db.url).path.lstrip("/")
+
+
+def _cut_off(server, db) -> None:
+    """The database refuses new sessions and loses every open one."""
+    name = _dbname(db)
+    with adbc.connect(server.url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        active = "SELECT pid FROM pg_stat_activity WHERE datname = $1"
+        cur.execute(f"SELECT pg_terminate_backend(pid) FROM ({active}) a", (name,))
+        cur.fetchall()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            cur.execute(active, (name,))
+            if not cur.fetchall():
+                return
+            time.sleep(0.02)
+    raise AssertionError("sessions survived pg_terminate_backend")
+
+
+def test_database_lost_while_loading_keeps_the_snapshot_and_replay_completes_it(
+    pg_server, db, etl, api, universe, monkeypatch, reference
+):
+    state = {"inserted": 0, "cut": False}
+    original = Loader.load_daily
+
+    def load_daily(self, rows, overwrite=False):  # the database dies once a batch is in
+        if state["inserted"] and not state["cut"]:
+            state["cut"] = True
+            _cut_off(pg_server, db)
+        counts = original(self, rows, overwrite)
+        state["inserted"] += counts.inserted
+        return counts
+
+    monkeypatch.setattr(Loader, "load_daily", load_daily)
+    out = etl("sync", env={"ETL_BATCH_ROWS": "200"})
+    monkeypatch.undo()
+    pg_server.admin(f'ALTER DATABASE "{_dbname(db)}" ALLOW_CONNECTIONS true')
+
+    assert out.exit_code == 1
+    snapshot = out.summary["snapshot"]
+    assert out.summary["status"] == "failed"
+    assert f"etl replay {snapshot}" in out.stderr
+    assert "loading into the database failed" in out.stderr
+    assert state["cut"]
+    # The extract went on to the end: every ticker's answer is in the snapshot.
+    manifest = assert_snapshot_whole(Path(snapshot))
+    assert manifest["extract_complete"] is True
+    answered = pl.concat(price_parts(Path(snapshot))).filter(pl.col("endpoint") == "daily")
+    assert answered["error"].null_count() == answered.height == len(source_dates(universe))
+    stored = assert_consistent(db, universe, whole=True)
+    assert sum(map(len, stored.values())) == state["inserted"] > 0
+
+    replayed = etl("replay", snapshot, env={"TSANGHI_TOKEN": None})
+    assert replayed.exit_code == 0, replayed.stderr
+    assert replayed.summary["status"] == "ok"
+    assert_same_as(db, universe, reference)
+    assert [(r[1], r[2]) for r in runs(db)] == [("sync", "failed"), ("replay", "ok")]
+    assert replayed.summary["replayed_run"] == out.summary["run_id"]

@@ -1,0 +1,288 @@
+"""The fault matrix: what the API's bad nights leave in the database, the
+rejects file, the summary and the exit code.
+
+Faults come from the local API's switches (etl/fakeapi/server.py); each case
+runs the real CLI against a real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+from crashhelper import (
+    active_tickers,
+    assert_consistent,
+    rejects,
+    runs,
+    source_count,
+    source_dates,
+)
+
+from etl.fakeapi import universe as universe_module
+
+
+@pytest.fixture
+def db(db_embedded_only):
+    """The API's faults do not depend on the server version: embedded only, for speed."""
+    return db_embedded_only
+
+
+def price_rows(db) -> int:
+    return db.fetch("SELECT count(*) FROM stock_daily_data")[0][0]
+
+
+def assert_complete(out, db, universe) -> dict:
+    """A clean outcome: exit 0, nobody failed, every source row stored once, no rejects."""
+    assert out.exit_code == 0, out.stderr
+    s = out.summary
+    assert s["status"] == "ok"
+    assert s["symbols_failed"] == 0 and s["failed"] == []
+    assert s["rows_rejected"] == 0
+    assert all(r["status"] == "ok" for r in s.get("exchanges", {}).values())
+    assert_consistent(db, universe, whole=True)
+    assert price_rows(db) == source_count(universe)
+    assert rejects(Path(s["snapshot"])).is_empty()
+    assert runs(db)[-1][2:] == ("ok", None)
+    return s
+
+
+# -- transient: retried until the data is complete ---------------------------------
+
+TRANSIENT = {
+    "429": {"retry_after": 1},
+    "502": {},
+    "503": {},
+    "slow": {"delay": 1.5},  # longer than ETL_HTTP_TIMEOUT below: a read timeout
+    "drop": {},
+    "truncated": {},
+    "truncated-length": {"full_length": True},  # Content-Length promises more than comes
+    "malformed": {},
+    "envelope": {},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(TRANSIENT))
+def test_a_transient_fault_on_every_endpoint_is_retried_and_the_data_is_complete(
+    case, etl, db, api, universe
+):
+    kind, extra = case.split("-")[0], TRANSIENT[case]
+    env = {"ETL_HTTP_TIMEOUT": "0.5"} if kind == "slow" else {}
+    twice = 1 if kind == "429" else 2  # each 429 costs its Retry-After second
+    ticker = active_tickers(universe, "XSHE")[1]
+    faults = [
+        api.add_fault(kind, endpoint="list", exchange="XSHG", times=1, **extra),
+        api.add_fault(kind, endpoint="latest", exchange="XSHE", times=1, **extra),
+        api.add_fault(kind, endpoint="daily", ticker=ticker, times=twice, **extra),
+        api.add_fault(kind, endpoint="daily", times=1, **extra),  # whichever ticker comes
+    ]
+    out = etl("sync", env=env)
+    s = assert_complete(out, db, universe)
+    assert [f.hits for f in faults] == [1, 1, twice, 1] and api.faults == []
+    assert s["requests"] == api.request_count()
+    assert [r.fault for r in api.requests if r.ticker == ticker] == [kind] * twice + [None]
+    if kind == "429":  # Retry-After is honoured (the backoff alone is 10 ms)
+        at = [r.at for r in api.requests if r.kind == "list" and r.exchange == "XSHG"]
+        assert len(at) == 2 and at[1] - at[0] >= 0.9
+
+    # The next evening's rows come from /daily/latest alone: a fault there is
+    # retried too, not papered over by fetching every ticker again.
+    universe.advance(2)
+    api.reset_log()
+    fault = api.add_fault(kind, endpoint="latest", times=twice, **extra)
+    out = etl("sync", env=env)
+    s = assert_complete(out, db, universe)
+    assert fault.hits == twice
+    assert api.request_count("daily") == 0
+    assert s["rows_inserted"] == 2 * s["symbols_total"]
+
+
+# -- persistent: skipped, named, partial ----------------------------------------------
+
+
+def test_tickers_that_always_fail_are_named_with_their_reason_and_the_rest_loads(
+    etl, db, api, universe
+):
+    down, garbled = active_tickers(universe, "XSHG")[2], active_tickers(universe, "XSHE")[0]
+    api.add_fault("503", endpoint="daily", ticker=down, times=None)
+    api.add_fault("malformed", endpoint="daily", ticker=garbled, times=None)
+    out = etl("sync", as_json=False)
+    assert out.exit_code == 3, out.stderr
+    assert "PARTIAL" in out.stdout
+    assert f"SH.{down}: HTTP 503 (after 5 attempts)" in out.stdout
+    assert re.search(rf"SZ\.{garbled}: .*not JSON.* \(after 5 attempts\)", out.stdout)
+    assert f"SH.{down} skipped" in out.stderr  # the log line as it happened
+
+    failed = {f"SH.{down}", f"SZ.{garbled}"}
+    stored = assert_consistent(db, universe, whole=True)
+    assert set(stored) == set(source_dates(universe)) - failed
+    assert price_rows(db) == source_count(universe, skip=tuple(failed))
+    marks = db.fetch(
+        "SELECT symbol, last_sync_date FROM stock_info WHERE symbol = ANY($1)", (sorted(failed),)
+    )
+    assert sorted(marks) == [(s, None) for s in sorted(failed)]
+    (run,) = runs(db)
+    assert run[2:] == ("partial", None)
+    counts = db.fetch(
+        "SELECT counts->>'symbols_failed', counts->'failed'->0->>'symbol' FROM etl_runs"
+    )
+    assert counts == [("2", f"SH.{down}")]
+
+    api.clear_faults()
+    healed = etl("sync")
+    assert healed.exit_code == 0 and healed.summary["symbols_failed"] == 0
+    assert_consistent(db, universe, whole=True)
+    assert price_rows(db) == source_count(universe)
+
+
+def test_a_list_that_stays_down_fails_its_exchange_only_and_retires_nobody(etl, db, api, universe):
+    assert etl("sync").exit_code == 0
+    universe.advance(1)
+    api.add_fault("502", endpoint="list", exchange="XSHE", times=None)
+    out = etl("sync")
+    assert out.exit_code == 3, out.stderr
+    s = out.summary
+    assert s["status"] == "partial"
+    assert s["exchanges"]["XSHG"]["status"] == "ok"
+    assert s["exchanges"]["XSHE"] == {"status": "failed", "error": "HTTP 502 (after 5 attempts)"}
+    assert s["etfs_deactivated"] == 0
+    active = db.fetch("SELECT count(*) FROM stock_info WHERE is_etf = 'Y' AND is_active = 'Y'")
+    assert active[0][0] == len(source_dates(universe))
+    # Prices of both exchanges still advance, from the list already stored.
+    assert s["symbols_failed"] == 0 and s["rows_inserted"] == s["symbols_total"]
+    assert_consistent(db, universe, whole=True)
+
+
+def test_latest_endpoint_down_falls_back_to_per_ticker_requests(etl, db, api, universe):
+    assert etl("sync").exit_code == 0
+    universe.advance(1)
+    api.reset_log()
+    api.add_fault("503", endpoint="latest", times=None)
+    out = etl("sync")
+    s = assert_complete(out, db, universe)
+    assert api.request_count("daily") == s["symbols_total"]
+    assert s["rows_inserted"] == s["symbols_total"]
+
+
+@pytest.mark.parametrize(("share", "code", "status"), [(None, 1, "failed"), ("0.2", 3, "partial")])
+def test_too_many_failed_symbols_fail_the_run_and_keep_what_loaded(
+    share, code, status, etl, db, api, universe
+):
+    symbols = source_dates(universe)
+    down = [s for s in symbols if s.startswith("SH.")][:4]
+    assert 0.1 < len(down) / len(symbols) < 0.2
+    for symbol in down:
+        api.add_fault("502", endpoint="daily", ticker=symbol[3:], times=None)
+    out = etl("sync", env={"ETL_MAX_FAILED_SHARE": share} if share else None)
+    assert out.exit_code == code, out.stderr
+    s = out.summary
+    assert s["status"] == status
+    assert s["symbols_failed"] == 4 and [f["symbol"] for f in s["failed"]] == sorted(down)
+    assert s["rows_inserted"] == source_count(universe, skip=tuple(down)) == price_rows(db)
+    stored = assert_consistent(db, universe, whole=True)
+    assert set(stored) == set(symbols) - set(down)
+    assert runs(db)[-1][2] == status
+
+
+# -- bad rows: rejected with a reason, the rest of the ticker loads ----------------
+
+
+def test_bad_rows_are_rejected_with_their_reason_and_good_rows_of_the_ticker_load(
+    etl, db, universe, monkeypatch
+):
+    # A server that ignores end_date, so a row after it can arrive at all.
+    monkeypatch.setattr(universe_module, "_raw_in_range", lambda row, lo, hi: True)
+    ticker = active_tickers(universe, "XSHG")[0]
+    rows = universe.daily_rows("XSHG", ticker)
+    others = source_count(universe) - len(rows)
+    bad = {
+        1: (dict(rows[1], open="12,5"), "open is not a number that fits NUMERIC(10,4)"),
+        2: (dict(rows[2], close=None), "close missing"),
+        3: (dict(rows[3], volume=-300), "volume is not a non-negative whole number"),
+        4: (dict(rows[4], high=rows[4]["low"], low=rows[4]["high"]), "high below low"),
+        5: ({k: v for k, v in rows[5].items() if k != "volume"}, "volume missing"),
+        6: ({k: v for k, v in rows[6].items() if k != "date"}, "date missing"),
+        7: (dict(rows[7], close=1e12), "close is not a number that fits NUMERIC(10,4)"),
+        8: (dict(rows[8], date="2024/01/15"), "date is not a yyyy-mm-dd date"),
+    }
+    served = [bad[i][0] if i in bad else r for i, r in enumerate(rows)]
+    conflict = [rows[10], dict(rows[10], close=rows[10]["high"])]  # same day, two closes
+    served[10:11] = conflict
+    served.insert(12, dict(rows[12]))  # an identical repeat counts once
+    late = dict(rows[-1], date="2024-04-02")
+    served.append(late)
+    universe.set_rows("XSHG", ticker, served)
+
+    out = etl("sync", "--end-date", "2024-03-29")
+    assert out.exit_code == 0, out.stderr
+    s = out.summary
+    assert s["status"] == "ok" and s["symbols_failed"] == 0
+
+    got = rejects(Path(s["snapshot"])).sort("reason", "trade_date", "row")
+    expected = sorted(
+        [(reason, row.get("date")) for row, reason in bad.values()]
+        + [("conflicting rows for the same key in one answer", rows[10]["date"])] * 2
+        + [("date after the run's end date 2024-03-29", "2024-04-02")],
+        key=lambda x: (x[0], x[1] or ""),
+    )
+    assert (
+        sorted(zip(got["reason"], got["trade_date"], strict=True), key=lambda x: (x[0], x[1] or ""))
+        == expected
+    )
+    assert set(got["ticker"]) == {ticker} and set(got["exchange"]) == {"XSHG"}
+    assert s["rows_rejected"] == got.height == len(expected)
+    # Each reject keeps the row as it came, e.g. the offending value.
+    assert '"open":"12,5"' in got.filter(pl.col("reason").str.starts_with("open"))["row"][0]
+
+    refused = {rows[i]["date"] for i in bad} | {rows[10]["date"]}
+    good = [r["date"] for r in rows if r["date"] not in refused]
+    stored = db.fetch(
+        "SELECT trade_date::date::text FROM stock_daily_data WHERE symbol = $1 ORDER BY 1",
+        (f"SH.{ticker}",),
+    )
+    assert [d for (d,) in stored] == good
+    close = db.fetch(
+        "SELECT close_price::text FROM stock_daily_data WHERE symbol = $1 AND "
+        "trade_date = $2::timestamp",
+        (f"SH.{ticker}", rows[12]["date"]),
+    )
+    assert float(close[0][0]) == rows[12]["close"]
+    last = db.fetch(
+        "SELECT last_sync_date::date::text FROM stock_info WHERE symbol = $1", (f"SH.{ticker}",)
+    )
+    assert last[0][0] == good[-1] < "2024-04-02"
+    assert price_rows(db) == others + len(good)
+
+
+# -- a bad token: fatal before anything is written -------------------------------
+
+
+def test_a_rejected_token_is_fatal_before_any_data_is_written(etl, db, api, data_dir):
+    out = etl("sync", env={"TSANGHI_TOKEN": "not-the-token"})
+    assert out.exit_code == 1
+    assert "check TSANGHI_TOKEN" in out.stderr and "not-the-token" not in out.stderr
+    assert api.request_count() == 1  # the first answer stops the run: no retries, no more calls
+    assert out.summary["status"] == "failed"
+    assert db.fetch("SELECT count(*) FROM stock_info")[0][0] == 0
+    assert price_rows(db) == 0
+    (run,) = runs(db)
+    assert run[2] == "failed" and "check TSANGHI_TOKEN" in run[3]
+    snapshot = Path(out.summary["snapshot"])
+    assert not (snapshot / "kind=list").exists() and not (snapshot / "kind=prices").exists()
+
+
+def test_a_token_rejected_by_the_prices_endpoint_stops_sync_prices(etl, db, api, universe):
+    assert etl("sync-list").exit_code == 0
+    api.reset_log()
+    api.add_fault("auth", endpoint="daily", times=None)
+    out = etl("sync-prices")
+    assert out.exit_code == 1
+    assert "rejected the token" in out.stderr and "check TSANGHI_TOKEN" in out.stderr
+    assert price_rows(db) == 0
+    assert db.fetch("SELECT count(*) FROM stock_info WHERE last_sync_date IS NOT NULL")[0][0] == 0
+    assert api.request_count("daily") <= 2 * 4  # the requests already in flight, no more
+    assert runs(db)[-1][1:3] == ("sync-prices", "failed")
+    assert sum(1 for r in api.requests if r.kind == "daily") < len(source_dates(universe))
