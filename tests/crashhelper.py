@@ -117,13 +117,40 @@ def runs(db: Database) -> list[tuple]:
     return db.fetch("SELECT run_id, command, status, error FROM etl_runs ORDER BY started_at")
 
 
+def dbname(db: Database) -> str:
+    return urlsplit(db.url).path.lstrip("/")
+
+
 def connections(db: Database) -> int:
     """Sessions on the database other than the one asking."""
-    name = urlsplit(db.url).path.lstrip("/")
+    name = dbname(db)
     return db.fetch(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
         (name,),
     )[0][0]
+
+
+def cut_off(server, db: Database) -> None:
+    """The database goes away: it refuses new sessions and loses every open one.
+
+    ``server`` is the conftest PgServer holding ``db``; undo with
+    ``ALTER DATABASE ... ALLOW_CONNECTIONS true``.
+    """
+    import adbc_driver_postgresql.dbapi as adbc
+
+    name = dbname(db)
+    with adbc.connect(server.url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        active = "SELECT pid FROM pg_stat_activity WHERE datname = $1"
+        cur.execute(f"SELECT pg_terminate_backend(pid) FROM ({active}) a", (name,))
+        cur.fetchall()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            cur.execute(active, (name,))
+            if not cur.fetchall():
+                return
+            time.sleep(0.02)
+    raise AssertionError("sessions survived pg_terminate_backend")
 
 
 # -- the snapshot ----------------------------------------------------------------

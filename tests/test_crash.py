@@ -9,9 +9,7 @@ stock_info, compared with a clean run of the same API on a fresh database.
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import adbc_driver_postgresql.dbapi as adbc
 import polars as pl
@@ -23,6 +21,8 @@ from crashhelper import (
     child_env,
     clean_run_checksums,
     connections,
+    cut_off,
+    dbname,
     price_parts,
     runs,
     source_dates,
@@ -177,27 +177,6 @@ def test_database_unreachable_at_start_is_fatal_and_nothing_is_fetched(etl, api,
     assert api.request_count() == 0
 
 
-def _dbname(db) -> str:
-    return urlsplit(db.url).path.lstrip("/")
-
-
-def _cut_off(server, db) -> None:
-    """The database refuses new sessions and loses every open one."""
-    name = _dbname(db)
-    with adbc.connect(server.url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        active = "SELECT pid FROM pg_stat_activity WHERE datname = $1"
-        cur.execute(f"SELECT pg_terminate_backend(pid) FROM ({active}) a", (name,))
-        cur.fetchall()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            cur.execute(active, (name,))
-            if not cur.fetchall():
-                return
-            time.sleep(0.02)
-    raise AssertionError("sessions survived pg_terminate_backend")
-
-
 def test_database_lost_while_loading_keeps_the_snapshot_and_replay_completes_it(
     pg_server, db, etl, api, universe, monkeypatch, reference
 ):
@@ -207,7 +186,7 @@ def test_database_lost_while_loading_keeps_the_snapshot_and_replay_completes_it(
     def load_daily(self, rows, overwrite=False):  # the database dies once a batch is in
         if state["inserted"] and not state["cut"]:
             state["cut"] = True
-            _cut_off(pg_server, db)
+            cut_off(pg_server, db)
         counts = original(self, rows, overwrite)
         state["inserted"] += counts.inserted
         return counts
@@ -215,7 +194,7 @@ def test_database_lost_while_loading_keeps_the_snapshot_and_replay_completes_it(
     monkeypatch.setattr(Loader, "load_daily", load_daily)
     out = etl("sync", env={"ETL_BATCH_ROWS": "200"})
     monkeypatch.undo()
-    pg_server.admin(f'ALTER DATABASE "{_dbname(db)}" ALLOW_CONNECTIONS true')
+    pg_server.admin(f'ALTER DATABASE "{dbname(db)}" ALLOW_CONNECTIONS true')
 
     assert out.exit_code == 1
     snapshot = out.summary["snapshot"]
