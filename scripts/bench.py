@@ -166,6 +166,7 @@ class ApiServer:
             raise BenchError("the API server did not start within 300 s")
         self.info: dict[str, Any] = self._conn.recv()
         self.base_url: str = self.info["base_url"]
+        self.pid: int | None = self._proc.pid
         self._wait_until_answering()
 
     def _wait_until_answering(self) -> None:
@@ -213,6 +214,7 @@ class CliRun:
     wall: float  # seconds from spawn to exit, Python start-up included
     max_rss_mb: float  # peak resident memory of the etl process
     exit_code: int
+    cpu: float = 0.0  # CPU seconds of the etl process (user + system)
 
 
 class Cli:
@@ -249,7 +251,66 @@ class Cli:
         if code not in ok_codes or not summary:
             tail = Path(f"{stem}.err").read_text()[-2000:]
             raise BenchError(f"`etl {' '.join(args)}` exited with {code}:\n{tail}")
-        return CliRun(summary, wall, usage.ru_maxrss / 1024, code)
+        cpu = usage.ru_utime + usage.ru_stime
+        return CliRun(summary, wall, usage.ru_maxrss / 1024, code, cpu)
+
+
+# -- CPU accounting --------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(pid: int) -> tuple[int, float]:
+    """(parent pid, CPU seconds of the process and its reaped children) from /proc."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), sum(int(x) for x in fields[11:15]) / _TICK
+
+
+def process_cpu(pid: int | None, tree: bool = False) -> float | None:
+    """CPU seconds used so far by `pid` (and, with tree, its live descendants); None if unknown."""
+    if pid is None:
+        return None
+    try:
+        total = _stat(pid)[1]
+    except (OSError, ValueError, IndexError):
+        return None
+    if tree:
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    children.setdefault(_stat(int(entry.name))[0], []).append(int(entry.name))
+                except (OSError, ValueError, IndexError):
+                    continue
+        todo = list(children.get(pid, []))
+        while todo:
+            child = todo.pop()
+            try:
+                total += _stat(child)[1]
+            except (OSError, ValueError, IndexError):
+                continue
+            todo.extend(children.get(child, []))
+    return total
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy since boot (all processes)."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / _TICK
+
+
+def postmaster_pid(db: Any) -> int | None:
+    """PID of the embedded server's postmaster (None for a --database-url server)."""
+    try:
+        pgdata = db.fetch("SELECT current_setting('data_directory')")[0][0]
+        return int((Path(pgdata) / "postmaster.pid").read_text().split()[0])
+    except Exception:
+        return None
 
 
 # -- database helpers ------------------------------------------------------------
@@ -262,13 +323,8 @@ def database(url: str | None, scratch: Path) -> Iterator[Any]:
 
     if url:
         db = Database(url)
-        rows = db.fetch(
-            "SELECT to_regclass('stock_daily_data') IS NOT NULL "
-            "AND EXISTS (SELECT 1 FROM stock_daily_data)"
-            if db.fetch("SELECT to_regclass('stock_daily_data') IS NOT NULL")[0][0]
-            else "SELECT false"
-        )
-        if rows[0][0]:
+        table = db.fetch("SELECT to_regclass('stock_daily_data') IS NOT NULL")[0][0]
+        if table and db.fetch("SELECT EXISTS (SELECT 1 FROM stock_daily_data)")[0][0]:
             raise BenchError(
                 "--database-url must name an empty database: stock_daily_data has rows"
             )
@@ -473,7 +529,10 @@ def run(args: argparse.Namespace, report: Report, scratch: Path) -> None:
 
         # 1 + 5: the full backfill into an empty database, and its peak memory.
         say("1/6 full backfill (etl sync) ...")
+        pg_pid = None if args.database_url else postmaster_pid(db)
+        before = (process_cpu(api.pid), process_cpu(pg_pid, tree=True), machine_busy())
         backfill = cli.run("sync")
+        after = (process_cpu(api.pid), process_cpu(pg_pid, tree=True), machine_busy())
         s = backfill.summary
         rows = s["rows_inserted"]
         if s["status"] != "ok" or rows != info["active_rows"]:
@@ -495,6 +554,7 @@ def run(args: argparse.Namespace, report: Report, scratch: Path) -> None:
                 f"wall {backfill.wall:.1f} s), {s['requests']:,} API requests",
             )
         )
+        report.add(cpu_figure(backfill, before, after))
         say("    settling (VACUUM ANALYZE, CHECKPOINT), then the bare ingest ...")
         settle(db)
         floor_rows, floor_seconds = bare_ingest(db)
@@ -680,6 +740,31 @@ def run(args: argparse.Namespace, report: Report, scratch: Path) -> None:
         # 6: read queries on the loaded table.
         say("6/6 read queries ...")
         read_queries(db, report, args.read_runs)
+
+
+def cpu_figure(run: CliRun, before: tuple, after: tuple) -> Figure:
+    """Where the machine's CPU went during a run: etl, PostgreSQL, the API server, the rest."""
+    api = after[0] - before[0] if None not in (after[0], before[0]) else None
+    pg = after[1] - before[1] if None not in (after[1], before[1]) else None
+    busy = after[2] - before[2]
+    rest = busy - run.cpu - (api or 0) - (pg or 0)
+    cpus = os.cpu_count() or 1
+    parts = [
+        f"PostgreSQL {pg:.1f} s" if pg is not None else "PostgreSQL not measured (remote)",
+        f"API server {api:.1f} s" if api is not None else "API server not measured",
+        f"other processes {max(rest, 0):.1f} s",
+        f"of {run.wall * cpus:.0f} CPU-s available ({run.wall:.1f} s x {cpus} CPUs)",
+    ]
+    return Figure(
+        "1e",
+        "CPU time of the etl process during the backfill",
+        run.cpu,
+        "s",
+        "",
+        None,
+        "rusage of 1a; /proc/<pid>/stat of the API server and PostgreSQL; /proc/stat",
+        "; ".join(parts),
+    )
 
 
 Q_YEAR = (
