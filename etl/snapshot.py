@@ -123,7 +123,10 @@ class Snapshot:
         directory = self.path / folder
         directory.mkdir(exist_ok=True)
         if folder not in self._parts:
-            self._parts[folder] = len(list(directory.glob("part-*.parquet")))
+            # After the highest number present: a count would reuse a number
+            # once an earlier part is gone, and overwrite a later part.
+            numbers = [p.stem[5:] for p in directory.glob("part-*.parquet")]
+            self._parts[folder] = max((int(n) for n in numbers if n.isdigit()), default=-1) + 1
         number = self._parts[folder]
         self._parts[folder] = number + 1
         return directory / f"part-{number:05d}.parquet"

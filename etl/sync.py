@@ -356,6 +356,8 @@ def replay(job: Job) -> dict[str, Any]:
     """Transform and load a snapshot's answers again: lists first, then prices."""
     manifest = job.snapshot.manifest()
     summary: dict[str, Any] = {"status": "ok", "replayed_run": manifest.get("run_id")}
+    # The transform refuses the same rows again; its rejects replace these once written.
+    earlier_rejects = job.snapshot.parts("rejects")
     list_parts = list(job.snapshot.raw_parts("list"))
     if list_parts:
         raw = pl.concat(list_parts)
@@ -388,6 +390,8 @@ def replay(job: Job) -> dict[str, Any]:
         summary["status"] = _worst(summary["status"], prices["status"])
     if not list_parts and plan_frame is None:
         raise SnapshotError(f"{job.snapshot.path} holds no list or price answers to replay")
+    for part in earlier_rejects:
+        part.unlink(missing_ok=True)
     return summary
 
 

@@ -256,6 +256,16 @@ def test_bad_rows_are_rejected_with_their_reason_and_good_rows_of_the_ticker_loa
     assert last[0][0] == good[-1] < "2024-04-02"
     assert price_rows(db) == others + len(good)
 
+    # Replaying the snapshot (e.g. after a failed load) refuses the same rows
+    # again, and the rejects file still lists each of them once.
+    for _ in range(2):
+        again = etl("replay", s["snapshot"])
+        assert again.exit_code == 0, again.stderr
+        assert again.summary["rows_rejected"] == got.height
+        assert again.summary["rows_inserted"] == 0
+    after = rejects(Path(s["snapshot"]))
+    assert after.sort(after.columns).equals(got.sort(got.columns))
+
 
 # -- a bad token: fatal before anything is written -------------------------------
 
