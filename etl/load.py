@@ -93,7 +93,9 @@ class Loader:
 
     def _fail(self, what: str, exc: Exception) -> DatabaseError:
         self._rollback()
-        return DatabaseError(f"{what} failed and was rolled back: {self._db.scrub(str(exc))}")
+        return DatabaseError(
+            f"{what} failed and was rolled back: {self._db.scrub(str(exc)).strip()}"
+        )
 
     def load_daily(self, rows: pl.DataFrame, overwrite: bool = False) -> DailyCounts:
         """Store a batch of daily rows in one transaction, with its bookkeeping.
