@@ -270,3 +270,39 @@ def wait_for(
             )
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+# -- a child that is killed while it writes snapshot files -----------------------
+
+
+def write_parts_forever(raw_dir: Path) -> None:
+    """Write large snapshot parts back to back until killed (see test_crash)."""
+    from datetime import datetime
+
+    from etl.snapshot import RAW_SCHEMA, Snapshot
+
+    snapshot = Snapshot.create(raw_dir, "killed-while-writing")
+    snapshot.write_manifest({"run_id": "killed-while-writing", "extract_complete": False})
+    body = os.urandom(6_000_000).hex()  # incompressible: each write takes a while
+    frame = pl.DataFrame(
+        {
+            "endpoint": ["daily"] * 4,
+            "exchange": ["XSHG"] * 4,
+            "ticker": ["510050"] * 4,
+            "params": ["{}"] * 4,
+            "fetched_at": [datetime(2024, 1, 2)] * 4,
+            "attempts": [1] * 4,
+            "http_status": [200] * 4,
+            "rows": [0] * 4,
+            "error": [None] * 4,
+            "body": [body] * 4,
+        },
+        schema={**RAW_SCHEMA, "fetched_at": pl.Datetime("us")},
+    ).cast(RAW_SCHEMA)
+    while True:
+        snapshot.append("kind=prices", frame)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["write-parts"]:
+        write_parts_forever(Path(sys.argv[2]))

@@ -9,9 +9,12 @@ stock_info, compared with a clean run of the same API on a fresh database.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as adbc
+import crashhelper
 import polars as pl
 import pytest
 from crashhelper import (
@@ -32,6 +35,7 @@ from crashhelper import (
 from etlfixtures import END, START, TOKEN
 
 from etl.load import Loader
+from etl.snapshot import Snapshot
 
 ABANDONED = "ended without finishing (process killed or connection lost)"
 
@@ -162,6 +166,33 @@ def test_sigkill_leaves_whole_batches_and_a_rerun_finishes_the_job(
     assert_same_as(db, universe, reference)
     assert [r[2] for r in runs(db)] == ["failed", "ok"]
     assert runs(db)[0][3].startswith(ABANDONED)
+
+
+def test_sigkill_while_a_snapshot_file_is_written_leaves_no_half_file(tmp_path):
+    child = subprocess.Popen(
+        [sys.executable, str(Path(crashhelper.__file__)), "write-parts", str(tmp_path)],
+        cwd=crashhelper.ROOT,
+    )
+    folder = tmp_path / "killed-while-writing" / "kind=prices"
+    try:
+        # Once two parts are whole, kill the child while the third is half written.
+        wait_for(lambda: len(list(folder.glob("part-*.parquet"))) >= 2, proc=child)
+        wait_for(lambda: list(folder.glob(".part-*.tmp")), proc=child, every=0.001)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(10) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    snapshot = Snapshot.open(folder.parent)
+    names = [p.name for p in snapshot.parts("kind=prices")]
+    assert names == [f"part-{i:05d}.parquet" for i in range(len(names))] and len(names) >= 2
+    # The interrupted write stays under its temp name (a kill in the microseconds
+    # between one rename and the next write would leave none).
+    leftovers = [p.name for p in folder.glob(".part-*.tmp")]
+    assert leftovers in ([], [f".part-{len(names):05d}.parquet.tmp"])
+    assert sum(frame.height for frame in snapshot.raw_parts("prices")) == 4 * len(names)
+    assert_snapshot_whole(folder.parent)
 
 
 # -- the database goes away ----------------------------------------------------------
