@@ -56,7 +56,9 @@ def _setup_logging(quiet: bool, verbose: int) -> None:
 
 
 @click.group(help=__doc__.split("\n\n")[0] + "\n" + EXIT_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON object on stdout.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the run summary as one JSON object on stdout."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and only warnings on stderr.")
 @click.option("-v", "--verbose", count=True, help="More detail in the log lines.")
 @click.version_option(package_name="etf-sync")
@@ -75,43 +77,97 @@ def _settings(**flags: Any) -> Settings:
 
 
 def _common(fn: Any) -> Any:
-    fn = click.option("--data-dir", type=click.Path(path_type=Path),
-                      help="Snapshots and the embedded database [env ETL_DATA_DIR; ./data].")(fn)
+    fn = click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        help="Snapshots and the embedded database [env ETL_DATA_DIR; ./data].",
+    )(fn)
     fn = click.option("--base-url", help="API base URL [env TSANGHI_BASE_URL].")(fn)
     return fn
 
 
 def _sync_options(fn: Any) -> Any:
-    for decorator in reversed([
-        click.option("--exchange", "exchanges", multiple=True, type=click.Choice(list(MARKETS), case_sensitive=False),
-                     help="Only this exchange (repeatable); both by default."),
-        click.option("--wait", is_flag=True, help="Wait for a running sync to finish instead of exiting with 4."),
-        click.option("--workers", type=click.IntRange(1, 64), help="Concurrent API requests [8]."),
-        click.option("--rate-limit", type=float, help="Requests per second over all workers [100; 0 = no limit]."),
-        click.option("--max-failed-share", type=click.FloatRange(0, 1),
-                     help="Share of failed symbols above which the run fails [0.10]."),
-    ]):
+    for decorator in reversed(
+        [
+            click.option(
+                "--exchange",
+                "exchanges",
+                multiple=True,
+                type=click.Choice(list(MARKETS), case_sensitive=False),
+                help="Only this exchange (repeatable); both by default.",
+            ),
+            click.option(
+                "--wait",
+                is_flag=True,
+                help="Wait for a running sync to finish instead of exiting with 4.",
+            ),
+            click.option(
+                "--workers", type=click.IntRange(1, 64), help="Concurrent API requests [8]."
+            ),
+            click.option(
+                "--rate-limit",
+                type=float,
+                help="Requests per second over all workers [100; 0 = no limit].",
+            ),
+            click.option(
+                "--max-failed-share",
+                type=click.FloatRange(0, 1),
+                help="Share of failed symbols above which the run fails [0.10].",
+            ),
+        ]
+    ):
         fn = decorator(fn)
     return _common(fn)
 
 
 def _price_options(fn: Any) -> Any:
-    for decorator in reversed([
-        click.option("--symbol", "symbols", multiple=True, help="Only this ETF, e.g. SH.510050 (repeatable)."),
-        click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]),
-                     help="First trade date for symbols with no stored history [API's earliest]."),
-        click.option("--end-date", type=click.DateTime(["%Y-%m-%d"]),
-                     help="Last trade date to fetch [today in Asia/Shanghai]."),
-        click.option("--full", is_flag=True, help="Fetch the whole range again and fill gaps; never duplicates."),
-        click.option("--overwrite", is_flag=True, help="Correct stored rows whose values differ from the source."),
-        click.option("--batch-rows", type=click.IntRange(1), help="Daily rows per load transaction [250000]."),
-    ]):
+    for decorator in reversed(
+        [
+            click.option(
+                "--symbol",
+                "symbols",
+                multiple=True,
+                help="Only this ETF, e.g. SH.510050 (repeatable).",
+            ),
+            click.option(
+                "--start-date",
+                type=click.DateTime(["%Y-%m-%d"]),
+                help="First trade date for symbols with no stored history [API's earliest].",
+            ),
+            click.option(
+                "--end-date",
+                type=click.DateTime(["%Y-%m-%d"]),
+                help="Last trade date to fetch [today in Asia/Shanghai].",
+            ),
+            click.option(
+                "--full",
+                is_flag=True,
+                help="Fetch the whole range again and fill gaps; never duplicates.",
+            ),
+            click.option(
+                "--overwrite",
+                is_flag=True,
+                help="Correct stored rows whose values differ from the source.",
+            ),
+            click.option(
+                "--batch-rows",
+                type=click.IntRange(1),
+                help="Daily rows per load transaction [250000].",
+            ),
+        ]
+    ):
         fn = decorator(fn)
     return fn
 
 
-def _price_opts(exchanges: tuple[str, ...], symbols: tuple[str, ...], start_date: datetime | None,
-                end_date: datetime | None, full: bool, overwrite: bool) -> PriceOptions:
+def _price_opts(
+    exchanges: tuple[str, ...],
+    symbols: tuple[str, ...],
+    start_date: datetime | None,
+    end_date: datetime | None,
+    full: bool,
+    overwrite: bool,
+) -> PriceOptions:
     try:
         chosen = tuple(check_symbol(s) for s in symbols)
     except ConfigError as exc:
@@ -122,8 +178,12 @@ def _price_opts(exchanges: tuple[str, ...], symbols: tuple[str, ...], start_date
     if start and start > end:
         raise click.BadParameter(f"--start-date {start} is after --end-date {end}")
     return PriceOptions(
-        exchanges=_exchanges(exchanges), symbols=chosen, start=start, end=end,
-        full=full, overwrite=overwrite,
+        exchanges=_exchanges(exchanges),
+        symbols=chosen,
+        start=start,
+        end=end,
+        full=full,
+        overwrite=overwrite,
     )
 
 
@@ -131,12 +191,29 @@ def _exchanges(exchanges: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(e.upper() for e in exchanges)) or tuple(MARKETS)
 
 
-def _run(ctx: Ctx, settings: Settings, command: str, body: Any, *, needs_api: bool = True,
-         snapshot: Path | None = None, options: dict[str, Any] | None = None, wait: bool = False) -> None:
+def _run(
+    ctx: Ctx,
+    settings: Settings,
+    command: str,
+    body: Any,
+    *,
+    needs_api: bool = True,
+    snapshot: Path | None = None,
+    options: dict[str, Any] | None = None,
+    wait: bool = False,
+) -> None:
     bar = ProgressBar(enabled=not ctx.quiet and not ctx.as_json)
     try:
-        summary = execute(settings, command, body, needs_api=needs_api, snapshot=snapshot,
-                          options=options, wait=wait, progress=bar.update)
+        summary = execute(
+            settings,
+            command,
+            body,
+            needs_api=needs_api,
+            snapshot=snapshot,
+            options=options,
+            wait=wait,
+            progress=bar.update,
+        )
     except LockHeldError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_LOCKED)
@@ -158,8 +235,10 @@ def _print_summary(ctx: Ctx, summary: dict[str, Any]) -> None:
     if ctx.as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, default=str))
         return
-    lines = [f"{summary.get('command', 'run')} {summary['run_id']}: {summary['status'].upper()} "
-             f"in {summary.get('seconds', 0)}s, {summary.get('requests', 0)} API requests"]
+    lines = [
+        f"{summary.get('command', 'run')} {summary['run_id']}: {summary['status'].upper()} "
+        f"in {summary.get('seconds', 0)}s, {summary.get('requests', 0)} API requests"
+    ]
     if "etfs_listed" in summary:
         lines.append(
             f"  ETF lists: {summary['etfs_listed']} listed, {summary['etfs_new']} new, "
@@ -167,7 +246,9 @@ def _print_summary(ctx: Ctx, summary: dict[str, Any]) -> None:
         )
         for exchange, result in summary.get("exchanges", {}).items():
             if result.get("status") != "ok":
-                lines.append(f"    {exchange}: {result['status']} {result.get('error', '')}".rstrip())
+                lines.append(
+                    f"    {exchange}: {result['status']} {result.get('error', '')}".rstrip()
+                )
     if "symbols_total" in summary:
         lines.append(
             f"  Prices: {summary['symbols_total']} ETFs, {summary['symbols_ok']} fetched, "
@@ -212,31 +293,61 @@ def sync_list(ctx: Ctx, exchanges: tuple[str, ...], wait: bool, **flags: Any) ->
     Example: TSANGHI_TOKEN=... etl sync-list --exchange XSHG
     """
     chosen = _exchanges(exchanges)
-    _run(ctx, _settings(**flags), "sync-list", lambda job: sync.sync_lists(job, chosen),
-         options={"exchanges": chosen}, wait=wait)
+    _run(
+        ctx,
+        _settings(**flags),
+        "sync-list",
+        lambda job: sync.sync_lists(job, chosen),
+        options={"exchanges": chosen},
+        wait=wait,
+    )
 
 
 @cli.command("sync-prices")
 @_sync_options
 @_price_options
 @click.pass_obj
-def sync_prices(ctx: Ctx, exchanges: tuple[str, ...], symbols: tuple[str, ...], start_date: datetime | None,
-                end_date: datetime | None, full: bool, overwrite: bool, wait: bool, **flags: Any) -> None:
+def sync_prices(
+    ctx: Ctx,
+    exchanges: tuple[str, ...],
+    symbols: tuple[str, ...],
+    start_date: datetime | None,
+    end_date: datetime | None,
+    full: bool,
+    overwrite: bool,
+    wait: bool,
+    **flags: Any,
+) -> None:
     """Sync daily prices of the active ETFs into stock_daily_data, incrementally.
 
     Example: etl sync-prices --symbol SH.510050 --start-date 2024-01-01
     """
     opts = _price_opts(exchanges, symbols, start_date, end_date, full, overwrite)
-    _run(ctx, _settings(**flags), "sync-prices", lambda job: sync.sync_prices(job, opts),
-         options=_describe(opts), wait=wait)
+    _run(
+        ctx,
+        _settings(**flags),
+        "sync-prices",
+        lambda job: sync.sync_prices(job, opts),
+        options=_describe(opts),
+        wait=wait,
+    )
 
 
 @cli.command("sync")
 @_sync_options
 @_price_options
 @click.pass_obj
-def sync_all(ctx: Ctx, exchanges: tuple[str, ...], symbols: tuple[str, ...], start_date: datetime | None,
-             end_date: datetime | None, full: bool, overwrite: bool, wait: bool, **flags: Any) -> None:
+def sync_all(
+    ctx: Ctx,
+    exchanges: tuple[str, ...],
+    symbols: tuple[str, ...],
+    start_date: datetime | None,
+    end_date: datetime | None,
+    full: bool,
+    overwrite: bool,
+    wait: bool,
+    **flags: Any,
+) -> None:
     """ETF lists, then daily prices: the nightly job behind `make sync-etf`.
 
     Example: TSANGHI_TOKEN=... etl sync --json
@@ -253,15 +364,20 @@ def sync_all(ctx: Ctx, exchanges: tuple[str, ...], symbols: tuple[str, ...], sta
 
 def _describe(opts: PriceOptions) -> dict[str, Any]:
     return {
-        "exchanges": list(opts.exchanges), "symbols": list(opts.symbols),
-        "start": opts.start.isoformat() if opts.start else None, "end": opts.end.isoformat(),
-        "full": opts.full, "overwrite": opts.overwrite,
+        "exchanges": list(opts.exchanges),
+        "symbols": list(opts.symbols),
+        "start": opts.start.isoformat() if opts.start else None,
+        "end": opts.end.isoformat(),
+        "full": opts.full,
+        "overwrite": opts.overwrite,
     }
 
 
 @cli.command()
 @click.argument("snapshot", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--wait", is_flag=True, help="Wait for a running sync to finish instead of exiting with 4.")
+@click.option(
+    "--wait", is_flag=True, help="Wait for a running sync to finish instead of exiting with 4."
+)
 @click.option("--data-dir", type=click.Path(path_type=Path), help="[env ETL_DATA_DIR; ./data].")
 @click.pass_obj
 def replay(ctx: Ctx, snapshot: Path, wait: bool, data_dir: Path | None) -> None:
@@ -271,8 +387,15 @@ def replay(ctx: Ctx, snapshot: Path, wait: bool, data_dir: Path | None) -> None:
 
     Example: etl replay data/raw/20261126T103000Z-1a2b3c
     """
-    _run(ctx, _settings(data_dir=data_dir), "replay", sync.replay, needs_api=False,
-         snapshot=snapshot, wait=wait)
+    _run(
+        ctx,
+        _settings(data_dir=data_dir),
+        "replay",
+        sync.replay,
+        needs_api=False,
+        snapshot=snapshot,
+        wait=wait,
+    )
 
 
 @cli.command()
@@ -291,25 +414,33 @@ def status(ctx: Ctx, data_dir: Path | None) -> None:
     except EtlError as exc:
         raise click.ClickException(str(exc)) from None
     if ctx.as_json:
-        click.echo(json.dumps({"markets": counts.to_dicts(), "runs": runs.to_dicts()},
-                              ensure_ascii=False, default=str))
+        click.echo(
+            json.dumps(
+                {"markets": counts.to_dicts(), "runs": runs.to_dicts()},
+                ensure_ascii=False,
+                default=str,
+            )
+        )
         return
     click.echo("ETFs by market:")
     if counts.is_empty():
         click.echo("  none yet: run 'make sync-etf' (or 'etl sync')")
     for row in counts.iter_rows(named=True):
         latest = row["latest_trade_date"].date() if row["latest_trade_date"] else "-"
-        click.echo(f"  {row['market_code']}: {row['active']} active, {row['inactive']} inactive; "
-                   f"latest trade date {latest}, {row['behind']} active ETFs behind it")
+        click.echo(
+            f"  {row['market_code']}: {row['active']} active, {row['inactive']} inactive; "
+            f"latest trade date {latest}, {row['behind']} active ETFs behind it"
+        )
     click.echo("Last runs:")
     if runs.is_empty():
         click.echo("  none")
     for row in runs.iter_rows(named=True):
         error = f"  {row['error']}" if row["error"] else ""
-        click.echo(f"  {row['started']}  {row['command']:<11} {row['status']:<8} {row['run_id']}"
-                   f"  {row['seconds'] if row['seconds'] is not None else '-'}s{error}")
+        click.echo(
+            f"  {row['started']}  {row['command']:<11} {row['status']:<8} {row['run_id']}"
+            f"  {row['seconds'] if row['seconds'] is not None else '-'}s{error}"
+        )
 
 
 def main() -> None:
     cli(prog_name="etl")
-

@@ -29,8 +29,10 @@ class ProgressBar:
         eta = (total - done) * elapsed / done if done else 0
         width = 24
         filled = int(width * done / total) if total else width
-        line = (f"\r{self._label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} ETFs "
-                f"{rows:,} rows {rate:,.0f} rows/s ETA {int(eta // 60)}:{int(eta % 60):02d} ")
+        line = (
+            f"\r{self._label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} ETFs "
+            f"{rows:,} rows {rate:,.0f} rows/s ETA {int(eta // 60)}:{int(eta % 60):02d} "
+        )
         sys.stderr.write(line)
         sys.stderr.flush()
         self._shown = True

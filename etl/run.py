@@ -64,13 +64,15 @@ def execute(
     run_id = new_run_id()
     snap = Snapshot.open(snapshot) if snapshot else Snapshot.create(settings.raw_dir, run_id)
     if not snapshot:
-        snap.write_manifest({
-            "run_id": run_id,
-            "command": command,
-            "options": options or {},
-            "base_url": settings.base_url,
-            "extract_complete": False,
-        })
+        snap.write_manifest(
+            {
+                "run_id": run_id,
+                "command": command,
+                "options": options or {},
+                "base_url": settings.base_url,
+                "extract_complete": False,
+            }
+        )
     summary: dict[str, Any] = {"run_id": run_id, "command": command, "snapshot": str(snap.path)}
     with ExitStack() as stack:
         db = stack.enter_context(open_database(settings.database_url, settings.data_dir))
@@ -106,8 +108,9 @@ def execute(
     return summary
 
 
-def _finish(summary: dict[str, Any], client: TsanghiClient | None, started: float,
-            status: str) -> dict[str, Any]:
+def _finish(
+    summary: dict[str, Any], client: TsanghiClient | None, started: float, status: str
+) -> dict[str, Any]:
     return {
         "status": status,
         "requests": client.requests_made if client else 0,

@@ -72,7 +72,9 @@ class Settings:
                 try:
                     values[key] = kind(env[name])
                 except ValueError:
-                    raise ConfigError(f"{name}={env[name]!r} is not a valid {kind.__name__}") from None
+                    raise ConfigError(
+                        f"{name}={env[name]!r} is not a valid {kind.__name__}"
+                    ) from None
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():
             if key not in known:

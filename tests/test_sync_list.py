@@ -41,7 +41,9 @@ def test_lists_land_exactly_and_a_rerun_changes_nothing(etl, db, universe):
     assert set(s["exchanges"]) == {"XSHG", "XSHE"}
 
     rows = stock_info(db)
-    assert {k: (v["stock_name"], v["is_active"]) for k, v in rows.items()} == expected_etfs(universe)
+    assert {k: (v["stock_name"], v["is_active"]) for k, v in rows.items()} == expected_etfs(
+        universe
+    )
     for symbol, row in rows.items():
         assert (row["is_etf"], row["stock_type"]) == ("Y", "ETF")
         assert row["market_code"] == symbol[:2] and row["stock_code"] == symbol[3:]
@@ -49,8 +51,11 @@ def test_lists_land_exactly_and_a_rerun_changes_nothing(etl, db, universe):
 
     second = etl("sync-list")
     assert second.exit_code == 0
-    assert (second.summary["etfs_new"], second.summary["etfs_updated"],
-            second.summary["etfs_deactivated"]) == (0, 0, 0)
+    assert (
+        second.summary["etfs_new"],
+        second.summary["etfs_updated"],
+        second.summary["etfs_deactivated"],
+    ) == (0, 0, 0)
     assert stock_info(db) == rows  # updated_at included: nothing was touched
 
 

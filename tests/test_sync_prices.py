@@ -16,8 +16,10 @@ from etl.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKET = {"XSHG": "SH", "XSHE": "SZ"}
-BUSINESS = ("trade_date, symbol, stock_name, close_price, open_price, high_price, low_price, volume, "
-            "turnover, price_change, price_change_pct, premium_rate, market_code")
+BUSINESS = (
+    "trade_date, symbol, stock_name, close_price, open_price, high_price, low_price, volume, "
+    "turnover, price_change, price_change_pct, premium_rate, market_code"
+)
 
 
 def stored_prices(db: Database) -> list[tuple]:
@@ -48,7 +50,21 @@ def test_every_stored_row_equals_its_source_row(etl, db, universe):
     stored = stored_prices(db)
     assert len(stored) == len(source)
     names = dict(db.fetch("SELECT symbol, stock_name FROM stock_info"))
-    for trade_date, symbol, name, close, open_, high, low, volume, turnover, _, _, premium, market in stored:
+    for (
+        trade_date,
+        symbol,
+        name,
+        close,
+        open_,
+        high,
+        low,
+        volume,
+        turnover,
+        _,
+        _,
+        premium,
+        market,
+    ) in stored:
         src = source[(symbol, trade_date[:10])]
         assert trade_date == f"{src['date']} 00:00:00"  # midnight, never shifted by a zone
         assert Decimal(close) == Decimal(str(src["close"]))
@@ -56,8 +72,9 @@ def test_every_stored_row_equals_its_source_row(etl, db, universe):
         assert Decimal(high) == Decimal(str(src["high"]))
         assert Decimal(low) == Decimal(str(src["low"]))
         assert int(volume) == src["volume"]
-        assert Decimal(turnover) == (Decimal(str(src["close"])) * src["volume"]).quantize(Decimal("0.01"),
-                                                                                      rounding="ROUND_HALF_UP")
+        assert Decimal(turnover) == (Decimal(str(src["close"])) * src["volume"]).quantize(
+            Decimal("0.01"), rounding="ROUND_HALF_UP"
+        )
         assert (name, market, premium) == (names[symbol], symbol[:2], None)
     # price_change chains through each symbol's history.
     changes = db.read(
@@ -65,15 +82,21 @@ def test_every_stored_row_equals_its_source_row(etl, db, universe):
         "WINDOW w AS (PARTITION BY symbol ORDER BY trade_date)"
     ).filter(pl.col("prev").is_not_null())
     assert (changes["close_price"] - changes["prev"] == changes["price_change"]).all()
-    last = db.fetch("SELECT count(*) FROM stock_info i WHERE is_etf = 'Y' AND is_active = 'Y' AND "
-                    "last_sync_date = (SELECT max(trade_date) FROM stock_daily_data d WHERE d.symbol = i.symbol)")
+    last = db.fetch(
+        "SELECT count(*) FROM stock_info i WHERE is_etf = 'Y' AND is_active = 'Y' AND "
+        "last_sync_date = (SELECT max(trade_date) FROM stock_daily_data d WHERE d.symbol = i.symbol)"
+    )
     assert last[0][0] == s["symbols_total"]
 
 
 def test_next_evening_fetches_only_the_new_day_in_a_few_requests(etl, db, api, universe):
     assert etl("sync").exit_code == 0
-    before = {row[1]: row for row in db.fetch(
-        "SELECT DISTINCT ON (symbol) close_price::text, symbol FROM stock_daily_data ORDER BY symbol, trade_date DESC")}
+    before = {
+        row[1]: row
+        for row in db.fetch(
+            "SELECT DISTINCT ON (symbol) close_price::text, symbol FROM stock_daily_data ORDER BY symbol, trade_date DESC"
+        )
+    }
     (new_day,) = universe.advance(1)
     api.reset_log()
     out = etl("sync")
@@ -83,8 +106,11 @@ def test_next_evening_fetches_only_the_new_day_in_a_few_requests(etl, db, api, u
     assert s["rows_inserted"] == active  # one row per active ETF, nothing else
     assert api.request_count() <= 6 and s["requests"] == api.request_count()
     assert api.request_count("daily") == 0
-    rows = db.fetch("SELECT symbol, close_price::text, price_change::text FROM stock_daily_data "
-                    "WHERE trade_date = $1::timestamp", (new_day.isoformat(),))
+    rows = db.fetch(
+        "SELECT symbol, close_price::text, price_change::text FROM stock_daily_data "
+        "WHERE trade_date = $1::timestamp",
+        (new_day.isoformat(),),
+    )
     assert len(rows) == active
     for symbol, close, change in rows:  # the first new row chains to the close stored before
         assert Decimal(change) == Decimal(close) - Decimal(before[symbol][0])
@@ -111,13 +137,22 @@ def test_replay_into_an_empty_database_rebuilds_the_same_rows(etl, db, pg_server
     snapshot = out.summary["snapshot"]
     empty = pg_server.create_database()
     try:
-        replayed = etl("replay", snapshot, env={"DATABASE_URL": empty.url, "TSANGHI_TOKEN": None,
-                                                "TSANGHI_BASE_URL": "http://127.0.0.1:9/unreachable"})
+        replayed = etl(
+            "replay",
+            snapshot,
+            env={
+                "DATABASE_URL": empty.url,
+                "TSANGHI_TOKEN": None,
+                "TSANGHI_BASE_URL": "http://127.0.0.1:9/unreachable",
+            },
+        )
         assert replayed.exit_code == 0, replayed.stderr
         assert replayed.summary["rows_inserted"] == out.summary["rows_inserted"]
         assert stored_prices(empty) == stored_prices(db)
-        info = "SELECT symbol, stock_name, stock_code, market_code, stock_type, is_active, is_etf, " \
-               "last_sync_date FROM stock_info ORDER BY symbol"
+        info = (
+            "SELECT symbol, stock_name, stock_code, market_code, stock_type, is_active, is_etf, "
+            "last_sync_date FROM stock_info ORDER BY symbol"
+        )
         assert empty.fetch(info) == db.fetch(info)
         again = etl("replay", snapshot, env={"DATABASE_URL": empty.url})
         assert again.summary["rows_inserted"] == 0 and stored_prices(empty) == stored_prices(db)
@@ -133,13 +168,20 @@ def test_a_failing_ticker_is_skipped_and_the_rest_load(etl, db, api, universe):
     s = out.summary
     assert s["status"] == "partial" and s["symbols_failed"] == 1
     assert s["failed"][0]["symbol"] == f"SZ.{ticker}" and "HTTP 502" in s["failed"][0]["reason"]
-    assert db.fetch("SELECT count(*) FROM stock_daily_data WHERE symbol = $1", (f"SZ.{ticker}",))[0][0] == 0
-    assert s["rows_inserted"] == len(source_rows(universe)) - len(universe.daily_rows("XSHE", ticker))
+    assert (
+        db.fetch("SELECT count(*) FROM stock_daily_data WHERE symbol = $1", (f"SZ.{ticker}",))[0][0]
+        == 0
+    )
+    assert s["rows_inserted"] == len(source_rows(universe)) - len(
+        universe.daily_rows("XSHE", ticker)
+    )
 
     api.clear_faults()
     api.reset_log()
     healed = etl("sync").summary  # the next run fetches just what is missing
-    assert healed["status"] == "ok" and healed["rows_inserted"] == len(universe.daily_rows("XSHE", ticker))
+    assert healed["status"] == "ok" and healed["rows_inserted"] == len(
+        universe.daily_rows("XSHE", ticker)
+    )
     assert api.request_count("daily") == 1
 
 
@@ -154,7 +196,9 @@ def test_rejected_rows_are_counted_and_kept_in_the_snapshot(etl, db, universe):
     assert s["rows_rejected"] == 2
     rejects = pl.read_parquet(Path(s["snapshot"]) / "rejects" / "*.parquet")
     assert sorted(rejects["reason"].to_list()) == [
-        "close is not a number that fits NUMERIC(10,4)", "volume is not a non-negative whole number"]
+        "close is not a number that fits NUMERIC(10,4)",
+        "volume is not a non-negative whole number",
+    ]
     stored = db.fetch("SELECT count(*) FROM stock_daily_data WHERE symbol = $1", (f"SH.{ticker}",))
     assert stored[0][0] == len(rows) - 2
 
@@ -171,30 +215,49 @@ def test_overwrite_corrects_changed_rows_and_reports_them(etl, db, universe):
     out = etl("sync-prices", "--symbol", f"SH.{ticker}", "--full", "--overwrite").summary
     # The corrected close changes that row, and the next row's price_change.
     assert out["rows_updated"] == 2 and out["rows_inserted"] == 0
-    close = db.fetch("SELECT close_price::text FROM stock_daily_data WHERE symbol = $1 AND trade_date = $2::timestamp",
-                     (f"SH.{ticker}", fixed[5]["date"]))
+    close = db.fetch(
+        "SELECT close_price::text FROM stock_daily_data WHERE symbol = $1 AND trade_date = $2::timestamp",
+        (f"SH.{ticker}", fixed[5]["date"]),
+    )
     assert Decimal(close[0][0]) == Decimal(str(fixed[5]["high"]))
 
 
 def test_full_fills_gaps_and_never_duplicates(etl, db, universe):
     assert etl("sync").exit_code == 0
     total = db.fetch("SELECT count(*) FROM stock_daily_data")[0][0]
-    db.execute("DELETE FROM stock_daily_data WHERE trade_date BETWEEN '2024-02-01' AND '2024-02-07'")
+    db.execute(
+        "DELETE FROM stock_daily_data WHERE trade_date BETWEEN '2024-02-01' AND '2024-02-07'"
+    )
     s = etl("sync", "--full").summary
-    assert s["rows_inserted"] == total - db.fetch("SELECT count(*) FROM stock_daily_data")[0][0] + s["rows_inserted"]
+    assert (
+        s["rows_inserted"]
+        == total - db.fetch("SELECT count(*) FROM stock_daily_data")[0][0] + s["rows_inserted"]
+    )
     assert db.fetch("SELECT count(*) FROM stock_daily_data")[0][0] == total
-    dupes = db.fetch("SELECT count(*) FROM (SELECT symbol, trade_date FROM stock_daily_data "
-                     "GROUP BY 1, 2 HAVING count(*) > 1) d")
+    dupes = db.fetch(
+        "SELECT count(*) FROM (SELECT symbol, trade_date FROM stock_daily_data "
+        "GROUP BY 1, 2 HAVING count(*) > 1) d"
+    )
     assert dupes[0][0] == 0
 
 
 def test_symbol_and_date_flags_narrow_the_sync(etl, db, universe):
     assert etl("sync-list").exit_code == 0
     ticker = universe.list_rows("XSHG")[0]["ticker"]
-    out = etl("sync-prices", "--symbol", f"sh.{ticker}", "--start-date", "2024-02-01", "--end-date", "2024-02-29")
+    out = etl(
+        "sync-prices",
+        "--symbol",
+        f"sh.{ticker}",
+        "--start-date",
+        "2024-02-01",
+        "--end-date",
+        "2024-02-29",
+    )
     assert out.exit_code == 0, out.stderr
-    dates = db.fetch("SELECT min(trade_date)::date::text, max(trade_date)::date::text, count(DISTINCT symbol) "
-                     "FROM stock_daily_data")
+    dates = db.fetch(
+        "SELECT min(trade_date)::date::text, max(trade_date)::date::text, count(DISTINCT symbol) "
+        "FROM stock_daily_data"
+    )
     assert dates[0][0] >= "2024-02-01" and dates[0][1] <= "2024-02-29" and dates[0][2] == 1
     bad = etl("sync-prices", "--symbol", "SH.51005'; DROP TABLE stock_info; --")
     assert bad.exit_code == 2 and "invalid symbol" in bad.stderr
@@ -204,14 +267,19 @@ def test_symbol_and_date_flags_narrow_the_sync(etl, db, universe):
 
 def test_etf_and_stock_prices_come_back_from_one_query(etl, db):
     assert etl("sync").exit_code == 0
-    db.execute("INSERT INTO stock_info (symbol, stock_name, stock_code, market_code, stock_type, is_active, is_etf, "
-               "created_at, updated_at) VALUES ('SH.600000', '浦发银行', '600000', 'SH', 'STOCK', 'Y', 'N', now(), now())")
-    db.execute("INSERT INTO stock_daily_data (trade_date, symbol, stock_name, close_price, volume, turnover, "
-               "market_code, created_at, updated_at) VALUES ('2024-01-08', 'SH.600000', '浦发银行', 7.0100, 100, "
-               "701.00, 'SH', now(), now())")
+    db.execute(
+        "INSERT INTO stock_info (symbol, stock_name, stock_code, market_code, stock_type, is_active, is_etf, "
+        "created_at, updated_at) VALUES ('SH.600000', '浦发银行', '600000', 'SH', 'STOCK', 'Y', 'N', now(), now())"
+    )
+    db.execute(
+        "INSERT INTO stock_daily_data (trade_date, symbol, stock_name, close_price, volume, turnover, "
+        "market_code, created_at, updated_at) VALUES ('2024-01-08', 'SH.600000', '浦发银行', 7.0100, 100, "
+        "701.00, 'SH', now(), now())"
+    )
     rows = db.fetch(
         "SELECT i.is_etf, count(*), min(d.close_price)::text FROM stock_daily_data d "
-        "JOIN stock_info i USING (symbol) WHERE d.trade_date = '2024-01-08' GROUP BY i.is_etf ORDER BY 1")
+        "JOIN stock_info i USING (symbol) WHERE d.trade_date = '2024-01-08' GROUP BY i.is_etf ORDER BY 1"
+    )
     assert rows[0][0] == "N" and rows[0][1] == 1 and rows[0][2] == "7.0100"
     assert rows[1][0] == "Y" and rows[1][1] > 1
 
@@ -219,15 +287,26 @@ def test_etf_and_stock_prices_come_back_from_one_query(etl, db):
 @pytest.mark.slow
 def test_make_sync_etf_fills_an_embedded_database_from_nothing(api, tmp_path, universe):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MAKEFLAGS", "MFLAGS")}
-    env.update(TSANGHI_TOKEN=TOKEN, TSANGHI_BASE_URL=api.base_url, ETL_DATA_DIR=str(tmp_path / "data"),
-               FLAGS="--quiet")
-    done = subprocess.run(["make", "-s", "sync-etf"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    env.update(
+        TSANGHI_TOKEN=TOKEN,
+        TSANGHI_BASE_URL=api.base_url,
+        ETL_DATA_DIR=str(tmp_path / "data"),
+        FLAGS="--quiet",
+    )
+    done = subprocess.run(
+        ["make", "-s", "sync-etf"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     assert "SUCCESS" not in done.stderr and "OK" in done.stdout
     assert (tmp_path / "data" / "pg").is_dir()
-    status = subprocess.run([sys.executable, "-m", "etl", "--json", "status"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    status = subprocess.run(
+        [sys.executable, "-m", "etl", "--json", "status"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert status.returncode == 0, status.stderr
     assert '"status": "ok"' in status.stdout
     assert TOKEN not in done.stdout + done.stderr

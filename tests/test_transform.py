@@ -14,30 +14,67 @@ from etl.plan import PriceOptions, build_plan, weekdays_between
 from etl.snapshot import RAW_SCHEMA
 
 
-def raw(exchange: str, rows: list, ticker: str | None = "510050", endpoint: str = "daily",
-        error: str | None = None) -> pl.DataFrame:
+def raw(
+    exchange: str,
+    rows: list,
+    ticker: str | None = "510050",
+    endpoint: str = "daily",
+    error: str | None = None,
+) -> pl.DataFrame:
     body = json.dumps({"msg": "ok", "code": 200, "data": rows}, ensure_ascii=False)
     return pl.DataFrame(
-        [{"endpoint": endpoint, "exchange": exchange, "ticker": ticker, "params": "{}",
-          "fetched_at": datetime(2024, 1, 1), "attempts": 1, "http_status": 200,
-          "rows": len(rows), "error": error, "body": body}],
+        [
+            {
+                "endpoint": endpoint,
+                "exchange": exchange,
+                "ticker": ticker,
+                "params": "{}",
+                "fetched_at": datetime(2024, 1, 1),
+                "attempts": 1,
+                "http_status": 200,
+                "rows": len(rows),
+                "error": error,
+                "body": body,
+            }
+        ],
         schema=RAW_SCHEMA,
     )
 
 
 def plan(*symbols: tuple[str, str | None, str | None, bool]) -> pl.DataFrame:
     return pl.DataFrame(
-        [{"symbol": s, "stock_name": "ETF " + s, "prev_date": datetime.fromisoformat(d) if d else None,
-          "prev_close": c, "by_day": by_day} for s, d, c, by_day in symbols],
+        [
+            {
+                "symbol": s,
+                "stock_name": "ETF " + s,
+                "prev_date": datetime.fromisoformat(d) if d else None,
+                "prev_close": c,
+                "by_day": by_day,
+            }
+            for s, d, c, by_day in symbols
+        ],
         schema={**T.PLAN_SCHEMA, "prev_close": pl.String},
     ).cast(T.PLAN_SCHEMA)
 
 
-def day(d: str, close: object, open_: object = None, high: object = None, low: object = None,
-        volume: object = 100, ticker: str = "510050") -> dict:
-    row = {"ticker": ticker, "date": d, "open": open_ if open_ is not None else close,
-           "high": high if high is not None else close, "low": low if low is not None else close,
-           "close": close, "volume": volume}
+def day(
+    d: str,
+    close: object,
+    open_: object = None,
+    high: object = None,
+    low: object = None,
+    volume: object = 100,
+    ticker: str = "510050",
+) -> dict:
+    row = {
+        "ticker": ticker,
+        "date": d,
+        "open": open_ if open_ is not None else close,
+        "high": high if high is not None else close,
+        "low": low if low is not None else close,
+        "close": close,
+        "volume": volume,
+    }
     return row
 
 
@@ -57,8 +94,10 @@ def test_types_match_the_table_exactly():
 
 def test_decimals_are_taken_from_the_text_not_through_float():
     # 0.1 + 0.2 style values and more digits than NUMERIC(10,4) holds.
-    body = '{"code":200,"msg":"ok","data":[{"ticker":"510050","date":"2024-01-02","open":1.00005,' \
-           '"high":12345.6789,"low":0.0001,"close":2.3449999999,"volume":123456789012}]}'
+    body = (
+        '{"code":200,"msg":"ok","data":[{"ticker":"510050","date":"2024-01-02","open":1.00005,'
+        '"high":12345.6789,"low":0.0001,"close":2.3449999999,"volume":123456789012}]}'
+    )
     frame = raw("XSHG", []).with_columns(pl.lit(body).alias("body"))
     row = T.daily_rows(frame, PLAN, END).rows.row(0, named=True)
     assert row["open_price"] == Decimal("1.0001")  # half away from zero, as PostgreSQL
@@ -88,10 +127,16 @@ def test_first_row_without_stored_history_has_no_change():
     [
         (day("2024-01-02", "abc"), "close is not a number"),
         (day("2024-01-02", None), "close missing"),
-        ({"ticker": "510050", "date": "2024-01-02", "open": 1, "high": 1, "low": 1, "volume": 1}, "close missing"),
+        (
+            {"ticker": "510050", "date": "2024-01-02", "open": 1, "high": 1, "low": 1, "volume": 1},
+            "close missing",
+        ),
         (day("2024-01-02", 1.0, volume=-5), "volume is not a non-negative whole number"),
         (day("2024-01-02", 1.0, volume=1.5), "volume is not a non-negative whole number"),
-        ({"ticker": "510050", "date": "2024-01-02", "open": 1, "high": 1, "low": 1, "close": 1}, "volume missing"),
+        (
+            {"ticker": "510050", "date": "2024-01-02", "open": 1, "high": 1, "low": 1, "close": 1},
+            "volume missing",
+        ),
         (day("2024-01-02", 1.0, high=0.9, low=1.1), "high below low"),
         (day("2024-01-02", 1.0, open_=2.0, high=1.5, low=0.5), "open outside low..high"),
         (day("2024-01-02", 2.0, open_=1.0, high=1.5, low=0.5), "close outside low..high"),
@@ -111,17 +156,27 @@ def test_bad_rows_are_rejected_with_a_reason_and_good_ones_kept(row, reason):
 
 
 def test_duplicates_identical_count_once_conflicting_are_both_rejected():
-    rows = [day("2024-01-02", 1.0), day("2024-01-02", 1.0), day("2024-01-03", 1.0), day("2024-01-03", 1.1)]
+    rows = [
+        day("2024-01-02", 1.0),
+        day("2024-01-02", 1.0),
+        day("2024-01-03", 1.0),
+        day("2024-01-03", 1.1),
+    ]
     result = T.daily_rows(raw("XSHG", rows), PLAN, END)
     assert result.rows["trade_date"].to_list() == [datetime(2024, 1, 2)]
-    assert result.rejects["reason"].to_list() == ["conflicting rows for the same key in one answer"] * 2
+    assert (
+        result.rejects["reason"].to_list()
+        == ["conflicting rows for the same key in one answer"] * 2
+    )
 
 
 def test_failed_answers_and_unplanned_symbols_are_left_out():
-    frames = pl.concat([
-        raw("XSHG", [day("2024-01-02", 1.0)], error="HTTP 503 (after 5 attempts)"),
-        raw("XSHG", [day("2024-01-02", 1.0, ticker="510300")], ticker="510300"),
-    ])
+    frames = pl.concat(
+        [
+            raw("XSHG", [day("2024-01-02", 1.0)], error="HTTP 503 (after 5 attempts)"),
+            raw("XSHG", [day("2024-01-02", 1.0, ticker="510300")], ticker="510300"),
+        ]
+    )
     result = T.daily_rows(frames, PLAN, END)
     assert result.rows.is_empty()
     assert result.rejects["reason"].to_list() == ["symbol is not an ETF this run syncs"]
@@ -129,8 +184,12 @@ def test_failed_answers_and_unplanned_symbols_are_left_out():
 
 def test_latest_answers_only_serve_by_day_symbols_after_their_watermark():
     p = plan(("SH.510050", "2024-01-02", "1.0", True), ("SH.510300", None, None, False))
-    rows = [day("2024-01-02", 1.0), day("2024-01-03", 1.1),
-            day("2024-01-03", 5.0, ticker="510300"), day("2024-01-03", 5.0, ticker="510999")]
+    rows = [
+        day("2024-01-02", 1.0),
+        day("2024-01-03", 1.1),
+        day("2024-01-03", 5.0, ticker="510300"),
+        day("2024-01-03", 5.0, ticker="510999"),
+    ]
     out = T.daily_rows(raw("XSHG", rows, ticker=None, endpoint="latest"), p, END)
     assert out.rows.select("symbol", "trade_date").rows() == [("SH.510050", datetime(2024, 1, 3))]
     assert out.rows["price_change"].to_list() == [Decimal("0.1000")]
@@ -160,33 +219,73 @@ def test_list_rows_map_and_reject():
     ]
     result = T.list_rows(list_raw("XSHG", rows))
     assert result.rows.to_dicts() == [
-        {"symbol": "SH.510050", "stock_code": "510050", "market_code": "SH", "stock_name": "上证50ETF",
-         "stock_type": "ETF", "is_active": "Y", "is_etf": "Y"},
-        {"symbol": "SH.510300", "stock_code": "510300", "market_code": "SH", "stock_name": "沪深300ETF",
-         "stock_type": "ETF", "is_active": "N", "is_etf": "Y"},
+        {
+            "symbol": "SH.510050",
+            "stock_code": "510050",
+            "market_code": "SH",
+            "stock_name": "上证50ETF",
+            "stock_type": "ETF",
+            "is_active": "Y",
+            "is_etf": "Y",
+        },
+        {
+            "symbol": "SH.510300",
+            "stock_code": "510300",
+            "market_code": "SH",
+            "stock_name": "沪深300ETF",
+            "stock_type": "ETF",
+            "is_active": "N",
+            "is_etf": "Y",
+        },
     ]
     assert result.rejects["reason"].to_list() == [
-        "ticker is not six digits", "name empty", "exchange_code does not match the exchange requested"]
+        "ticker is not six digits",
+        "name empty",
+        "exchange_code does not match the exchange requested",
+    ]
 
 
 def stored(*rows: tuple[str, str, str, str, str]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=["symbol", "stock_name", "stock_type", "is_active", "is_etf"], orient="row")
+    return pl.DataFrame(
+        rows, schema=["symbol", "stock_name", "stock_type", "is_active", "is_etf"], orient="row"
+    )
 
 
 def listed(*symbols: str, name: str = "n") -> pl.DataFrame:
-    return pl.DataFrame([{"symbol": s, "stock_code": s[3:], "market_code": s[:2], "stock_name": name,
-                          "stock_type": "ETF", "is_active": "Y", "is_etf": "Y"} for s in symbols]).cast(T.LIST_SCHEMA)
+    return pl.DataFrame(
+        [
+            {
+                "symbol": s,
+                "stock_code": s[3:],
+                "market_code": s[:2],
+                "stock_name": name,
+                "stock_type": "ETF",
+                "is_active": "Y",
+                "is_etf": "Y",
+            }
+            for s in symbols
+        ]
+    ).cast(T.LIST_SCHEMA)
 
 
 def test_list_changes_new_changed_unchanged_vanished_and_stock_turned_etf():
-    db = stored(("SH.510050", "n", "ETF", "Y", "Y"), ("SH.510300", "old", "ETF", "Y", "Y"),
-                ("SH.510500", "n", "STOCK", "Y", "N"), ("SH.510880", "n", "ETF", "Y", "Y"),
-                ("SH.600000", "bank", "STOCK", "Y", "N"), ("SZ.159915", "n", "ETF", "Y", "Y"))
+    db = stored(
+        ("SH.510050", "n", "ETF", "Y", "Y"),
+        ("SH.510300", "old", "ETF", "Y", "Y"),
+        ("SH.510500", "n", "STOCK", "Y", "N"),
+        ("SH.510880", "n", "ETF", "Y", "Y"),
+        ("SH.600000", "bank", "STOCK", "Y", "N"),
+        ("SZ.159915", "n", "ETF", "Y", "Y"),
+    )
     new = listed("SH.510050", "SH.510300", "SH.510500", "SH.512000")
     changes = T.list_changes(new, db, "SH", new["stock_code"])
     actions = dict(changes.stage.select("symbol", "action").rows())
-    assert actions == {"SH.510300": "upsert", "SH.510500": "upsert", "SH.512000": "upsert",
-                       "SH.510880": "deactivate"}
+    assert actions == {
+        "SH.510300": "upsert",
+        "SH.510500": "upsert",
+        "SH.512000": "upsert",
+        "SH.510880": "deactivate",
+    }
     assert (changes.new, changes.updated, changes.deactivated, changes.guarded) == (1, 2, 1, False)
 
 
@@ -198,18 +297,55 @@ def test_a_truncated_list_retires_nobody():
 
 
 def test_plan_incremental_by_day_and_up_to_date():
-    context = pl.DataFrame([
-        {"symbol": "SH.510050", "stock_name": "a", "market_code": "SH", "stock_code": "510050",
-         "is_active": "Y", "prev_date": datetime(2024, 1, 4), "prev_close": Decimal("1")},
-        {"symbol": "SH.510300", "stock_name": "b", "market_code": "SH", "stock_code": "510300",
-         "is_active": "Y", "prev_date": datetime(2024, 1, 5), "prev_close": Decimal("1")},
-        {"symbol": "SH.510500", "stock_name": "c", "market_code": "SH", "stock_code": "510500",
-         "is_active": "Y", "prev_date": None, "prev_close": None},
-        {"symbol": "SH.510880", "stock_name": "d", "market_code": "SH", "stock_code": "510880",
-         "is_active": "Y", "prev_date": datetime(2023, 1, 4), "prev_close": Decimal("1")},
-        {"symbol": "SH.512000", "stock_name": "e", "market_code": "SH", "stock_code": "512000",
-         "is_active": "N", "prev_date": None, "prev_close": None},
-    ])
+    context = pl.DataFrame(
+        [
+            {
+                "symbol": "SH.510050",
+                "stock_name": "a",
+                "market_code": "SH",
+                "stock_code": "510050",
+                "is_active": "Y",
+                "prev_date": datetime(2024, 1, 4),
+                "prev_close": Decimal("1"),
+            },
+            {
+                "symbol": "SH.510300",
+                "stock_name": "b",
+                "market_code": "SH",
+                "stock_code": "510300",
+                "is_active": "Y",
+                "prev_date": datetime(2024, 1, 5),
+                "prev_close": Decimal("1"),
+            },
+            {
+                "symbol": "SH.510500",
+                "stock_name": "c",
+                "market_code": "SH",
+                "stock_code": "510500",
+                "is_active": "Y",
+                "prev_date": None,
+                "prev_close": None,
+            },
+            {
+                "symbol": "SH.510880",
+                "stock_name": "d",
+                "market_code": "SH",
+                "stock_code": "510880",
+                "is_active": "Y",
+                "prev_date": datetime(2023, 1, 4),
+                "prev_close": Decimal("1"),
+            },
+            {
+                "symbol": "SH.512000",
+                "stock_name": "e",
+                "market_code": "SH",
+                "stock_code": "512000",
+                "is_active": "N",
+                "prev_date": None,
+                "prev_close": None,
+            },
+        ]
+    )
     opts = PriceOptions(exchanges=("XSHG",), end=date(2024, 1, 8))
     p = build_plan(context, opts, {"XSHG": date(2024, 1, 5)}, max_days_behind=5)
     assert p.up_to_date == 1
@@ -218,8 +354,15 @@ def test_plan_incremental_by_day_and_up_to_date():
     assert daily == [("510500", None), ("510880", date(2023, 1, 5))]
     assert [r for r in p.requests if r.endpoint == "latest"] == []  # the undated answer is reused
     assert dict(p.symbols.select("symbol", "by_day").rows()) == {
-        "SH.510050": True, "SH.510300": False, "SH.510500": False, "SH.510880": False}
+        "SH.510050": True,
+        "SH.510300": False,
+        "SH.510500": False,
+        "SH.510880": False,
+    }
 
 
 def test_weekdays_between_skips_weekends():
-    assert weekdays_between(date(2024, 1, 5), date(2024, 1, 9)) == [date(2024, 1, 8), date(2024, 1, 9)]
+    assert weekdays_between(date(2024, 1, 5), date(2024, 1, 9)) == [
+        date(2024, 1, 8),
+        date(2024, 1, 9),
+    ]
