@@ -116,8 +116,8 @@ def test_sigkill_leaves_whole_batches_and_a_rerun_finishes_the_job(
         elif point == "between-batches":
             wait_for(lambda: len(list(parts.glob("part-*.parquet"))) >= 3, proc=proc)
         else:
-            # Deterministic: once one batch is in, hold a lock that the next
-            # batch's INSERT waits for, and kill the sync inside that transaction.
+            # Deterministic: once one batch is in, hold a table lock that the
+            # next batch's write waits for, and kill the sync inside that transaction.
             wait_for(lambda: price_rows(db) > 0, proc=proc)
             admin = adbc.connect(db.url, autocommit=False)
             with admin.cursor() as cur:
