@@ -76,8 +76,11 @@ def build_plan(
 
     ``latest`` maps an exchange to its latest trading day as /daily/latest told
     it (None or missing: unknown). With it, symbols already holding that day
-    cost nothing, and symbols at most ``max_days_behind`` weekdays behind are
-    served by one request per exchange and day instead of one per ticker.
+    cost nothing, and the pack of an exchange (the ETFs sharing the most common
+    watermark, at most ``max_days_behind`` weekdays behind) is served by one
+    request per exchange and day instead of one per ticker. ETFs behind the
+    pack (suspended, or a fetch that failed) go per ticker from their own
+    watermark: a few requests more, and never a day skipped.
     """
     latest = latest or {}
     frame = select_symbols(context, options).with_columns(
@@ -89,38 +92,35 @@ def build_plan(
     rows = []
     up_to_date = 0
     for exchange in options.exchanges:
-        part = frame.filter(pl.col("exchange") == exchange).sort("symbol")
+        part = frame.filter(pl.col("exchange") == exchange).sort("symbol").to_dicts()
         target = min(options.end, latest.get(exchange) or options.end)
         by_day_ok = not options.full and options.start is None and latest.get(exchange) is not None
-        day_symbols: list[str] = []
-        floor: date | None = None
-        for sym in part.iter_rows(named=True):
-            watermark = sym["prev_date"].date() if sym["prev_date"] is not None else None
-            fetch, by_day = True, False
+        marks = [s["prev_date"].date() if s["prev_date"] is not None else None for s in part]
+        near = [
+            w
+            for w in marks
+            if by_day_ok
+            and w is not None
+            and w < target
+            and len(weekdays_between(w, target)) <= max_days_behind
+        ]
+        pack = max(set(near), key=lambda w: (near.count(w), w)) if near else None
+        for sym, watermark in zip(part, marks, strict=True):
+            fetch = options.full or watermark is None or watermark < target
+            by_day = fetch and pack is not None and watermark in near and watermark >= pack
             if options.full:
                 start = options.start
-            elif watermark is not None and watermark >= target:
-                fetch = False
             else:
                 start = watermark + timedelta(days=1) if watermark else options.start
                 if options.start and start and start < options.start:
                     start = options.start
-                if (
-                    by_day_ok
-                    and watermark
-                    and len(weekdays_between(watermark, target)) <= max_days_behind
-                ):
-                    by_day = True
-                    floor = watermark if floor is None else min(floor, watermark)
             if not fetch:
                 up_to_date += 1
-            elif by_day:
-                day_symbols.append(sym["symbol"])
-            else:
+            elif not by_day:
                 requests.append(Request("daily", exchange, sym["ticker"], start, options.end))
             rows.append({**sym, "by_day": by_day, "fetch": fetch})
-        if day_symbols and floor is not None:
-            days[exchange] = weekdays_between(floor, target)
+        if pack is not None:
+            days[exchange] = weekdays_between(pack, target)
             # The undated request for the latest day was made to learn it; the
             # caller reuses that answer, so it is not asked again here.
             requests.extend(

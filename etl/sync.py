@@ -377,13 +377,19 @@ def replay(job: Job) -> dict[str, Any]:
         context = plan_frame.cast(transform.PLAN_SCHEMA)
         tally = PriceTally()
         batches = PriceBatches(job, context, end, bool(options.get("overwrite")), tally)
-        for raw in job.snapshot.raw_parts("prices"):
-            tally.rows_fetched += int(raw.filter(pl.col("error").is_null())["rows"].sum())
-            for row in raw.filter(
-                pl.col("error").is_not_null() & (pl.col("endpoint") == "daily")
-            ).iter_rows(named=True):
-                tally.failed[f"{MARKETS[row['exchange']]}.{row['ticker']}"] = row["error"]
-            batches.store(batches.prepare(raw))
+        loader = _BatchLoader(batches.store)  # as in a sync: transform beside the load
+        try:
+            for raw in job.snapshot.raw_parts("prices"):
+                tally.rows_fetched += int(raw.filter(pl.col("error").is_null())["rows"].sum())
+                for row in raw.filter(
+                    pl.col("error").is_not_null() & (pl.col("endpoint") == "daily")
+                ).iter_rows(named=True):
+                    tally.failed[f"{MARKETS[row['exchange']]}.{row['ticker']}"] = row["error"]
+                loader.put(batches.prepare(raw))
+        finally:
+            loader.finish()
+        if loader.error is not None:
+            raise _load_failed(job, loader.error)
         plan = Plan(context, [], int(manifest.get("plan", {}).get("up_to_date", 0)), {})
         prices = price_summary(job, plan, tally, time.monotonic() - started)
         summary.update({k: v for k, v in prices.items() if k != "status"})
