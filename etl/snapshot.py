@@ -71,6 +71,12 @@ def _atomic_write(path: Path, write: Any) -> None:
     with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    # The rename itself must survive a power cut too: sync the directory entry.
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 class Snapshot:
@@ -80,19 +86,26 @@ class Snapshot:
         self.path = path
         self._parts: dict[str, int] = {}
 
-    @classmethod
-    def create(cls, raw_dir: Path, run_id: str) -> Snapshot:
-        path = raw_dir / run_id
+    @staticmethod
+    def check_writable(raw_dir: Path) -> None:
+        """Fail early, before the database or the API is touched, on a data
+        directory where no snapshot could be written."""
         try:
-            path.mkdir(parents=True, exist_ok=False)
-            probe = path / ".write-test"
+            raw_dir.mkdir(parents=True, exist_ok=True)
+            probe = raw_dir / f".write-test-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
             raise ConfigError(
-                f"cannot write the snapshot directory {path}: {exc.strerror}; "
+                f"cannot write snapshots under {raw_dir}: {exc.strerror}; "
                 "set ETL_DATA_DIR to a writable directory"
             ) from None
+
+    @classmethod
+    def create(cls, raw_dir: Path, run_id: str) -> Snapshot:
+        cls.check_writable(raw_dir)
+        path = raw_dir / run_id
+        path.mkdir()
         return cls(path)
 
     @classmethod

@@ -206,6 +206,7 @@ def test_database_unreachable_at_start_is_fatal_and_nothing_is_fetched(etl, api,
     assert "check DATABASE_URL" in out.stderr
     assert "pw-9d1e5a" not in out.stderr + out.stdout
     assert api.request_count() == 0
+    assert not any((data_dir / "raw").iterdir())  # no snapshot for a run that never started
 
 
 def test_database_lost_while_loading_keeps_the_snapshot_and_replay_completes_it(
