@@ -253,8 +253,8 @@ def _print_summary(ctx: Ctx, summary: dict[str, Any]) -> None:
         lines.append(
             f"  Prices: {summary['symbols_total']} ETFs, {summary['symbols_ok']} fetched, "
             f"{summary['symbols_up_to_date']} up to date, {summary['symbols_failed']} failed; "
-            f"{summary['rows_fetched']} rows fetched, {summary['rows_inserted']} inserted, "
-            f"{summary.get('rows_updated', 0)} updated, {summary['rows_rejected']} rejected"
+            f"{summary['rows_fetched']:,} rows fetched, {summary['rows_inserted']:,} inserted, "
+            f"{summary.get('rows_updated', 0):,} updated, {summary['rows_rejected']:,} rejected"
         )
         for failure in summary.get("failed", [])[:20]:
             lines.append(f"    {failure['symbol']}: {failure['reason']}")
