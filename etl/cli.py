@@ -307,25 +307,15 @@ def sync_list(ctx: Ctx, exchanges: tuple[str, ...], wait: bool, **flags: Any) ->
 @_sync_options
 @_price_options
 @click.pass_obj
-def sync_prices(
-    ctx: Ctx,
-    exchanges: tuple[str, ...],
-    symbols: tuple[str, ...],
-    start_date: datetime | None,
-    end_date: datetime | None,
-    full: bool,
-    overwrite: bool,
-    wait: bool,
-    **flags: Any,
-) -> None:
+def sync_prices(ctx: Ctx, wait: bool, **params: Any) -> None:
     """Sync daily prices of the active ETFs into stock_daily_data, incrementally.
 
     Example: etl sync-prices --symbol SH.510050 --start-date 2024-01-01
     """
-    opts = _price_opts(exchanges, symbols, start_date, end_date, full, overwrite)
+    opts, settings = _price_run(params)
     _run(
         ctx,
-        _settings(**flags),
+        settings,
         "sync-prices",
         lambda job: sync.sync_prices(job, opts),
         options=_describe(opts),
@@ -337,29 +327,27 @@ def sync_prices(
 @_sync_options
 @_price_options
 @click.pass_obj
-def sync_all(
-    ctx: Ctx,
-    exchanges: tuple[str, ...],
-    symbols: tuple[str, ...],
-    start_date: datetime | None,
-    end_date: datetime | None,
-    full: bool,
-    overwrite: bool,
-    wait: bool,
-    **flags: Any,
-) -> None:
+def sync_all(ctx: Ctx, wait: bool, **params: Any) -> None:
     """ETF lists, then daily prices: the nightly job behind `make sync-etf`.
 
     Example: TSANGHI_TOKEN=... etl sync --json
     """
-    opts = _price_opts(exchanges, symbols, start_date, end_date, full, overwrite)
+    opts, settings = _price_run(params)
+    _run(
+        ctx,
+        settings,
+        "sync",
+        lambda job: sync.sync_all(job, opts),
+        options=_describe(opts),
+        wait=wait,
+    )
 
-    def body(job: sync.Job) -> dict[str, Any]:
-        lists = sync.sync_lists(job, opts.exchanges)
-        prices = sync.sync_prices(job, opts)
-        return {**lists, **prices, "status": sync._worst(lists["status"], prices["status"])}
 
-    _run(ctx, _settings(**flags), "sync", body, options=_describe(opts), wait=wait)
+def _price_run(params: dict[str, Any]) -> tuple[PriceOptions, Settings]:
+    """Split a price command's parameters into its options and its settings flags."""
+    names = ("exchanges", "symbols", "start_date", "end_date", "full", "overwrite")
+    opts = _price_opts(*(params.pop(name) for name in names))
+    return opts, _settings(**params)
 
 
 def _describe(opts: PriceOptions) -> dict[str, Any]:

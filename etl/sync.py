@@ -349,6 +349,13 @@ def price_summary(job: Job, plan: Plan, tally: PriceTally, seconds: float) -> di
     }
 
 
+def sync_all(job: Job, options: PriceOptions) -> dict[str, Any]:
+    """The nightly job: ETF lists first, so new listings get their prices too."""
+    lists = sync_lists(job, options.exchanges)
+    prices = sync_prices(job, options)
+    return {**lists, **prices, "status": _worst(lists["status"], prices["status"])}
+
+
 # -- replay ---------------------------------------------------------------------
 
 

@@ -370,17 +370,26 @@ def test_weekdays_between_skips_weekends():
 
 def test_plan_serves_the_pack_by_day_and_sends_laggards_per_ticker():
     def etf(code: str, watermark: date) -> dict:
-        return {"symbol": f"SZ.{code}", "stock_name": code, "market_code": "SZ", "stock_code": code,
-                "is_active": "Y", "prev_date": datetime.combine(watermark, datetime.min.time()),
-                "prev_close": Decimal("1")}
+        return {
+            "symbol": f"SZ.{code}",
+            "stock_name": code,
+            "market_code": "SZ",
+            "stock_code": code,
+            "is_active": "Y",
+            "prev_date": datetime.combine(watermark, datetime.min.time()),
+            "prev_close": Decimal("1"),
+        }
 
     pack = [etf(f"1599{i:02d}", date(2024, 1, 8)) for i in range(5)]
-    context = pl.DataFrame([*pack, etf("159950", date(2024, 1, 4)), etf("159960", date(2024, 1, 9))])
+    context = pl.DataFrame(
+        [*pack, etf("159950", date(2024, 1, 4)), etf("159960", date(2024, 1, 9))]
+    )
     opts = PriceOptions(exchanges=("XSHE",), end=date(2024, 1, 31))
     p = build_plan(context, opts, {"XSHE": date(2024, 1, 10)})
     # A suspended ETF behind the pack costs its own request, not re-asked days.
     assert [(r.endpoint, r.ticker, r.start) for r in p.requests if r.endpoint == "daily"] == [
-        ("daily", "159950", date(2024, 1, 5))]
+        ("daily", "159950", date(2024, 1, 5))
+    ]
     assert p.days == {"XSHE": [date(2024, 1, 9), date(2024, 1, 10)]}
     assert [r.day for r in p.requests if r.endpoint == "latest"] == [date(2024, 1, 9)]
     assert p.symbols.filter(pl.col("by_day")).height == 6  # the pack and the one ahead of it
