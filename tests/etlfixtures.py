@@ -51,6 +51,23 @@ class Outcome:
 EtlRunner = Callable[..., Outcome]
 
 
+@pytest.fixture(scope="module")
+def reference(embedded_pg, tmp_path_factory) -> dict:
+    """Checksums of an uninterrupted sync of the same universe as `universe`, to
+    compare interrupted, concurrent and replayed runs against."""
+    from crashhelper import clean_run_checksums
+
+    return clean_run_checksums(
+        embedded_pg,
+        tmp_path_factory.mktemp("reference"),
+        TOKEN,
+        n_etfs=30,
+        start=START,
+        end=END,
+        seed=7,
+    )
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"

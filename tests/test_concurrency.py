@@ -13,11 +13,10 @@ from crashhelper import (
     assert_consistent,
     assert_same_as,
     child_env,
-    clean_run_checksums,
     spawn,
     wait_for,
 )
-from etlfixtures import END, START, TOKEN
+from etlfixtures import TOKEN
 
 from etl import ledger
 from etl.fakeapi import FakeTsanghi
@@ -27,19 +26,6 @@ from etl.fakeapi import FakeTsanghi
 def db(db_embedded_only):
     """The lock is the server's, not the version's: embedded only, for speed."""
     return db_embedded_only
-
-
-@pytest.fixture(scope="module")
-def reference(embedded_pg, tmp_path_factory) -> dict:
-    return clean_run_checksums(
-        embedded_pg,
-        tmp_path_factory.mktemp("reference"),
-        TOKEN,
-        n_etfs=30,
-        start=START,
-        end=END,
-        seed=7,
-    )
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from crashhelper import (
     assert_same_as,
     assert_snapshot_whole,
     child_env,
-    clean_run_checksums,
     connections,
     cut_off,
     dbname,
@@ -32,7 +31,7 @@ from crashhelper import (
     spawn,
     wait_for,
 )
-from etlfixtures import END, START, TOKEN
+from etlfixtures import TOKEN
 
 from etl.load import Loader
 from etl.snapshot import Snapshot
@@ -48,20 +47,6 @@ def db(request):
     database = server.create_database()
     yield database
     server.drop_database(database)
-
-
-@pytest.fixture(scope="module")
-def reference(embedded_pg, tmp_path_factory) -> dict:
-    """Checksums of an uninterrupted sync of the same universe as etlfixtures' `universe`."""
-    return clean_run_checksums(
-        embedded_pg,
-        tmp_path_factory.mktemp("reference"),
-        TOKEN,
-        n_etfs=30,
-        start=START,
-        end=END,
-        seed=7,
-    )
 
 
 def price_rows(db) -> int:
