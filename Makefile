@@ -49,7 +49,7 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 bench: $(STAMP) ## Benchmarks on the full synthetic universe (see README)
 	$(BIN)/python scripts/bench.py $(ARGS)
 
-fake-api: $(STAMP) ## Serve the local Tsanghi-compatible test API on port $(DEMO_PORT)
+fake-api: $(STAMP) ## Serve the local Tsanghi-compatible test API (port 8787, or DEMO_PORT=...)
 	$(BIN)/python -m etl.fakeapi --port $(DEMO_PORT)
 
 demo: $(STAMP) ## Offline tour: local test API, a full sync into the embedded database, status

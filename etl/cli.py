@@ -27,6 +27,16 @@ from etl.settings import Settings
 from etl.symbols import MARKETS, check_symbol
 
 CHINA = timezone(timedelta(hours=8))  # Asia/Shanghai has no daylight saving time
+GROUP_HELP = """Keep a PostgreSQL database of Chinese ETFs (XSHG, XSHE) current from the
+Tsanghi API: ETF lists into stock_info, daily prices into stock_daily_data.
+
+\b
+Environment:
+  TSANGHI_TOKEN     API token (or the older STOCK_API_TOKEN)
+  DATABASE_URL      target database; unset: embedded PostgreSQL in ETL_DATA_DIR/pg
+  TSANGHI_BASE_URL  API base [https://tsanghi.com/api/fin]
+  ETL_DATA_DIR      snapshots and the embedded database [./data]
+"""
 EXIT_HELP = """
 \b
 Exit codes:
@@ -55,7 +65,7 @@ def _setup_logging(quiet: bool, verbose: int) -> None:
     root.propagate = False  # only our own loggers: urllib3 would log URLs with the token
 
 
-@click.group(help=__doc__.split("\n\n")[0] + "\n" + EXIT_HELP)
+@click.group(help=GROUP_HELP + EXIT_HELP)
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the run summary as one JSON object on stdout."
 )
