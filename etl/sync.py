@@ -141,7 +141,7 @@ class PriceTally:
 
 
 class _BatchLoader:
-    """Transform and load batches on a thread of its own while fetching goes on.
+    """Store batches on a thread of its own while the next is fetched and transformed.
 
     The queue holds one batch, so a slow database holds the fetching back
     instead of letting answers pile up in memory. After a database error it
@@ -224,6 +224,22 @@ def _latest_day(fetched: Fetched) -> date | None:
     return parsed.max() if not parsed.is_empty() else None
 
 
+def _broken_days(answers: list[Fetched], latest: dict[str, date | None]) -> list[str]:
+    """Exchanges whose per-day answers cannot be trusted to be complete.
+
+    A request that failed, or an empty answer for a day on which the other
+    exchange traded: XSHG and XSHE share one calendar, so that day was not a
+    holiday but an answer missing its records.
+    """
+
+    def day(f: Fetched) -> str | None:
+        undated = latest.get(f.exchange)
+        return f.params.get("date") or (undated.isoformat() if undated else None)
+
+    traded = {day(f) for f in answers if f.ok and f.rows}
+    return sorted({f.exchange for f in answers if not f.ok or (not f.rows and day(f) in traded)})
+
+
 def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     """Plan, fetch into the snapshot in batches, and load each batch as it lands."""
     assert job.client is not None
@@ -247,12 +263,14 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     plan = build_plan(context, options, latest, job.latest_max_days)
     day_requests = [r for r in plan.requests if r.endpoint == "latest"]
     answers += list(fetch_all(job.client, day_requests, job.workers))
-    broken = sorted({f.exchange for f in answers if not f.ok})
+    broken = _broken_days(answers, latest)
     if broken:
         # A missing day would leave a gap behind the next day's rows: fetch
         # those exchanges per ticker instead.
         log.warning(
-            "per-day answers failed for %s; fetching those ETFs per ticker", ", ".join(broken)
+            "per-day answers failed or came back empty for a trading day on %s; "
+            "fetching those ETFs per ticker",
+            ", ".join(broken),
         )
         latest = {ex: d for ex, d in latest.items() if ex not in broken}
         plan = build_plan(context, options, latest, job.latest_max_days)

@@ -167,6 +167,20 @@ def test_latest_endpoint_down_falls_back_to_per_ticker_requests(etl, db, api, un
     assert s["rows_inserted"] == s["symbols_total"]
 
 
+def test_an_empty_day_on_a_trading_day_is_not_taken_for_a_holiday(etl, db, api, universe):
+    assert etl("sync").exit_code == 0
+    first, _ = universe.advance(2)
+    api.reset_log()
+    # XSHE's answer for the first new day comes back empty while XSHG traded that day.
+    api.add_fault("empty", endpoint="latest", exchange="XSHE", day=first.isoformat())
+    out = etl("sync")
+    s = assert_complete(out, db, universe)
+    assert api.request_count("daily") == len(
+        [x for x in source_dates(universe) if x.startswith("SZ.")]
+    )
+    assert s["rows_inserted"] == 2 * s["symbols_total"]
+
+
 @pytest.mark.parametrize(("share", "code", "status"), [(None, 1, "failed"), ("0.2", 3, "partial")])
 def test_too_many_failed_symbols_fail_the_run_and_keep_what_loaded(
     share, code, status, etl, db, api, universe

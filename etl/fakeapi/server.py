@@ -47,7 +47,18 @@ API_PREFIX = "/api/fin"
 OK_MSG = "操作成功"
 AUTH_MSG = "token无效或已过期 (invalid or expired token)"
 BUSY_MSG = "系统繁忙"
-FAULT_KINDS = ("429", "502", "503", "slow", "drop", "truncated", "malformed", "envelope", "auth")
+FAULT_KINDS = (
+    "429",
+    "502",
+    "503",
+    "slow",
+    "drop",
+    "truncated",
+    "malformed",
+    "envelope",
+    "auth",
+    "empty",
+)
 ENDPOINTS = ("list", "daily", "latest")
 
 _ROUTE = re.compile(r"/api/fin/etf/([^/]+)/(list|daily|daily/latest)")
@@ -78,14 +89,18 @@ class Fault:
     retry_after: float | None = 1  # Retry-After header of "429" (None: no header)
     delay: float = 2.0  # seconds "slow" waits before answering
     full_length: bool = False  # "truncated": announce the whole body, then close mid-way
+    day: str | None = None  # only requests with this `date` parameter (yyyy-mm-dd)
     hits: int = 0  # requests this fault has answered
 
-    def matches(self, kind: str | None, exchange: str | None, ticker: str | None) -> bool:
+    def matches(
+        self, kind: str | None, exchange: str | None, ticker: str | None, day: str | None = None
+    ) -> bool:
         return (
             (self.times is None or self.times > 0)
             and self.endpoint in (None, kind)
             and self.exchange in (None, exchange)
             and self.ticker in (None, ticker)
+            and self.day in (None, day)
         )
 
 
@@ -245,6 +260,7 @@ class FakeTsanghi:
         retry_after: float | None = 1,
         delay: float = 2.0,
         full_length: bool = False,
+        day: str | None = None,
     ) -> Fault:
         """Make the next ``times`` matching requests fail (``times=None``: all of them).
 
@@ -253,14 +269,15 @@ class FakeTsanghi:
         (close the connection without a response), "truncated" (HTTP 200 JSON
         cut in the middle; with ``full_length`` the Content-Length announces
         the whole body and the connection closes early), "malformed" (HTTP
-        200, an HTML page), "envelope" (code 500 "系统繁忙"), "auth" (the
-        invalid-token envelope). Faults are checked in the order added.
+        200, an HTML page), "envelope" (code 500 "系统繁忙"), "empty" (code 200
+        with no records), "auth" (the invalid-token envelope). ``day`` narrows
+        a fault to the requests for that date. Faults are checked in the order added.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
         if endpoint not in (None, *ENDPOINTS):
             raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {ENDPOINTS}")
-        fault = Fault(kind, endpoint, exchange, ticker, times, retry_after, delay, full_length)
+        fault = Fault(kind, endpoint, exchange, ticker, times, retry_after, delay, full_length, day)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -276,11 +293,11 @@ class FakeTsanghi:
             return [f for f in self._faults if f.times is None or f.times > 0]
 
     def _take_fault(
-        self, kind: str | None, exchange: str | None, ticker: str | None
+        self, kind: str | None, exchange: str | None, ticker: str | None, day: str | None = None
     ) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.matches(kind, exchange, ticker):
+                if fault.matches(kind, exchange, ticker, day):
                     if fault.times is not None:
                         fault.times -= 1
                     fault.hits += 1
@@ -394,7 +411,7 @@ class _Handler(BaseHTTPRequestHandler):
         ticker = params.get("ticker") if kind == "daily" else None
         record = self._current = RequestRecord("GET", path, kind, exchange, ticker, params)
         app._record(record)
-        fault = app._take_fault(kind, exchange, ticker)
+        fault = app._take_fault(kind, exchange, ticker, params.get("date"))
         record.fault = fault.kind if fault else None
         app._pause(app.latency_ms / 1000)
 
@@ -421,6 +438,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault.kind == "auth":
                 self._send(record, 200, 401, envelope(401, AUTH_MSG), _JSON)
+                return
+            if fault.kind == "empty":  # a good envelope with no records: an upstream glitch
+                self._send(record, 200, 200, envelope(200, OK_MSG, "[]"), _JSON)
                 return
             if fault.kind == "slow":
                 app._pause(fault.delay)
