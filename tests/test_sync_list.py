@@ -160,3 +160,24 @@ def test_status_shows_counts_by_market_and_runs(etl, db, universe):
     assert status["runs"][0]["command"] == "sync-list" and status["runs"][0]["status"] == "ok"
     human = etl("status", as_json=False)
     assert "SH:" in human.stdout and "sync-list" in human.stdout
+
+
+def test_etf_queries_filter_by_market_and_activity(etl, db, universe):
+    from etl import queries
+
+    apply_migrations(db, echo=lambda _: None)
+    db.execute(STOCKS)
+    assert etl("sync-list").exit_code == 0
+    expected = expected_etfs(universe)
+    for market in ("SH", "SZ"):
+        for active in (True, False):
+            got = queries.etfs(db, market=market, active=active)["symbol"].to_list()
+            want = sorted(
+                s for s, (_, a) in expected.items() if s[:2] == market and (a == "Y") == active
+            )
+            assert got == want
+    assert sorted(queries.etfs(db)["symbol"].to_list()) == sorted(expected)  # never the stocks
+    counts = {
+        r["market_code"]: r["active"] + r["inactive"] for r in queries.etf_counts(db).to_dicts()
+    }
+    assert counts == {m: sum(1 for s in expected if s[:2] == m) for m in ("SH", "SZ")}
