@@ -132,10 +132,12 @@ def _split_duplicates(
     frame: pl.DataFrame, keys: list[str], values: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Identical repeats of a key count once; differing ones are all rejected."""
+    reason = pl.lit("conflicting rows for the same key in one answer").alias("reason")
+    repeated = frame.filter(pl.struct(keys).is_duplicated())
+    if repeated.is_empty():  # the usual case: skip the costlier grouping below
+        return frame, frame.clear().with_columns(reason)
     distinct = pl.struct(values).n_unique().over(keys)
-    conflicting = frame.filter(distinct > 1).with_columns(
-        pl.lit("conflicting rows for the same key in one answer").alias("reason")
-    )
+    conflicting = frame.filter(distinct > 1).with_columns(reason)
     kept = frame.filter(distinct == 1).unique(subset=keys, keep="first", maintain_order=True)
     return kept, conflicting
 
