@@ -102,21 +102,25 @@ def execute(
         )
         try:
             summary.update(body(job))
-        except EtlError as exc:
-            summary.update(_finish(summary, client, started, "failed"))
-            summary["error"] = str(exc)
-            _record(ledger, summary, str(exc))
-            raise RunFailed(exc, summary) from None
-        summary.update(_finish(summary, client, started, summary.get("status", "ok")))
+        except Exception as exc:  # recorded whatever it is; only ours become RunFailed
+            summary.update(_finish(client, started, "failed"))
+            text = str(exc) if isinstance(exc, EtlError) else repr(exc)
+            # Whatever the error quotes, its record holds no secret.
+            summary["error"] = db.scrub(
+                text.replace(settings.token, "***") if settings.token else text
+            )
+            _record(ledger, summary, summary["error"])
+            if isinstance(exc, EtlError):
+                raise RunFailed(exc, summary) from None
+            raise
+        summary.update(_finish(client, started, summary.get("status", "ok")))
         if job.warnings:
             summary["warnings"] = job.warnings
         _record(ledger, summary, None)
     return summary
 
 
-def _finish(
-    summary: dict[str, Any], client: TsanghiClient | None, started: float, status: str
-) -> dict[str, Any]:
+def _finish(client: TsanghiClient | None, started: float, status: str) -> dict[str, Any]:
     return {
         "status": status,
         "requests": client.requests_made if client else 0,
