@@ -7,7 +7,7 @@ writes them to the snapshot before anything parses them further.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date
@@ -37,10 +37,6 @@ class Request:
 
 def _iso(value: date | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def fetch_lists(client: TsanghiClient, exchanges: Iterable[str]) -> list[Fetched]:
-    return [client.etf_list(exchange) for exchange in exchanges]
 
 
 def fetch_all(client: TsanghiClient, requests: list[Request], workers: int) -> Iterator[Fetched]:

@@ -118,7 +118,7 @@ def build_plan(
                 up_to_date += 1
             elif not by_day:
                 requests.append(Request("daily", exchange, sym["ticker"], start, options.end))
-            rows.append({**sym, "by_day": by_day, "fetch": fetch})
+            rows.append({**sym, "by_day": by_day})
         if pack is not None:
             days[exchange] = weekdays_between(pack, target)
             # The undated request for the latest day was made to learn it; the
@@ -128,6 +128,6 @@ def build_plan(
                 for d in days[exchange]
                 if d != latest.get(exchange)
             )
-    schema = {**frame.schema, "by_day": pl.Boolean, "fetch": pl.Boolean}
+    schema = {**frame.schema, "by_day": pl.Boolean}
     symbols = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
     return Plan(symbols, requests, up_to_date, days)

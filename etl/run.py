@@ -93,11 +93,8 @@ def execute(
             db=db,
             loader=loader,
             snapshot=snap,
+            settings=settings,
             client=client,
-            workers=settings.workers,
-            batch_rows=settings.batch_rows,
-            max_failed_share=settings.max_failed_share,
-            latest_max_days=settings.latest_max_days,
             progress=progress,
         )
         try:

@@ -7,7 +7,7 @@ environment and are kept out of ``repr`` so they never reach a log line.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +84,6 @@ class Settings:
         settings = cls(**values)
         settings.validate()
         return settings
-
-    def with_(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
 
     def validate(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):

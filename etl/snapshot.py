@@ -169,7 +169,3 @@ class Snapshot:
                 yield pl.read_parquet(part).cast(RAW_SCHEMA)
             except Exception as exc:  # a damaged file must name itself
                 raise SnapshotError(f"cannot read {part}: {exc}") from None
-
-    def rejects(self) -> pl.DataFrame | None:
-        parts = self.parts("rejects")
-        return pl.concat([pl.read_parquet(p) for p in parts]) if parts else None

@@ -14,13 +14,6 @@ SYMBOL_RE = r"^(SH|SZ)\.[0-9]{6}$"
 _SYMBOL = re.compile(SYMBOL_RE)
 
 
-def check_exchange(exchange: str) -> str:
-    code = exchange.strip().upper()
-    if code not in MARKETS:
-        raise ConfigError(f"unknown exchange {exchange!r}: use XSHG (Shanghai) or XSHE (Shenzhen)")
-    return code
-
-
 def check_symbol(symbol: str) -> str:
     """A symbol from a user or a database row, validated before it goes anywhere."""
     value = symbol.strip().upper()
@@ -29,7 +22,3 @@ def check_symbol(symbol: str) -> str:
             f"invalid symbol {symbol!r}: expected SH.<6 digits> or SZ.<6 digits>, e.g. SH.510050"
         )
     return value
-
-
-def exchange_of(symbol: str) -> str:
-    return EXCHANGES[symbol[:2]]

@@ -24,6 +24,7 @@ from etl.errors import DatabaseError, SnapshotError
 from etl.extract import fetch_all
 from etl.load import Loader, etf_context, existing_keys
 from etl.plan import Plan, PriceOptions, build_plan
+from etl.settings import Settings
 from etl.snapshot import Snapshot, fetched_frame
 from etl.sqlfiles import query
 from etl.symbols import MARKETS
@@ -40,11 +41,8 @@ class Job:
     db: Database
     loader: Loader
     snapshot: Snapshot
+    settings: Settings  # workers, batch_rows, max_failed_share, latest_max_days
     client: TsanghiClient | None = None  # None when replaying
-    workers: int = 8
-    batch_rows: int = 250_000
-    max_failed_share: float = 0.10
-    latest_max_days: int = 5
     progress: Progress | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -260,9 +258,9 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
             fetched = job.client.latest(exchange)
             answers.append(fetched)
             latest[exchange] = _latest_day(fetched)
-    plan = build_plan(context, options, latest, job.latest_max_days)
+    plan = build_plan(context, options, latest, job.settings.latest_max_days)
     day_requests = [r for r in plan.requests if r.endpoint == "latest"]
-    answers += list(fetch_all(job.client, day_requests, job.workers))
+    answers += list(fetch_all(job.client, day_requests, job.settings.workers))
     broken = _broken_days(answers, latest)
     if broken:
         # A missing day would leave a gap behind the next day's rows: fetch
@@ -273,7 +271,7 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
             ", ".join(broken),
         )
         latest = {ex: d for ex, d in latest.items() if ex not in broken}
-        plan = build_plan(context, options, latest, job.latest_max_days)
+        plan = build_plan(context, options, latest, job.settings.latest_max_days)
         answers = [f for f in answers if f.exchange not in broken]
     job.snapshot.write("plan.parquet", plan.context())
     job.snapshot.update_manifest(
@@ -317,7 +315,7 @@ def _extract_prices(
             loader.put(batches.prepare(fetched_frame(buffer)))
         buffer, buffered = [], 0
 
-    for fetched in fetch_all(job.client, ticker_requests, job.workers):
+    for fetched in fetch_all(job.client, ticker_requests, job.settings.workers):
         tally.done += 1
         if fetched.ok:
             tally.rows_fetched += fetched.rows
@@ -329,7 +327,7 @@ def _extract_prices(
         buffered += fetched.rows
         if job.progress:
             job.progress(tally.done, total, tally.rows_fetched)
-        if buffered >= job.batch_rows:
+        if buffered >= job.settings.batch_rows:
             flush()
     flush()
 
@@ -346,7 +344,7 @@ def price_summary(job: Job, plan: Plan, tally: PriceTally, seconds: float) -> di
     total = plan.symbols.height
     attempted = total - plan.up_to_date
     failed = len(tally.failed)
-    if attempted and failed / attempted > job.max_failed_share:
+    if attempted and failed / attempted > job.settings.max_failed_share:
         status = "failed"
     elif failed:
         status = "partial"

@@ -417,11 +417,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         if fault is not None:
             if fault.kind == "drop":
-                self.close_connection = True
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                self._hang_up()
                 return
             if fault.kind in ("429", "502", "503"):
                 status = int(fault.kind)
@@ -453,13 +449,17 @@ class _Handler(BaseHTTPRequestHandler):
             length = len(body) if fault.full_length else cut
             self._send(record, status, code, body[:cut], _JSON, length=length)
             if fault.full_length:
-                self.close_connection = True
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                self._hang_up()
             return
         self._send(record, status, code, body, _JSON)
+
+    def _hang_up(self) -> None:
+        """Close the connection at once, whatever the client still expects."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _send(
         self,
