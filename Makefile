@@ -50,7 +50,7 @@ bench: $(STAMP) ## Benchmarks on the full synthetic universe (see README)
 	$(BIN)/python scripts/bench.py $(ARGS)
 
 fake-api: $(STAMP) ## Serve the local Tsanghi-compatible test API (port 8787, or DEMO_PORT=...)
-	$(BIN)/python -m etl.fakeapi --port $(DEMO_PORT)
+	PYTHONPATH=tests $(BIN)/python -m fakeapi --port $(DEMO_PORT)
 
 demo: $(STAMP) ## Offline tour: local test API, a full sync into the embedded database, status
 	bash scripts/demo.sh

@@ -5,8 +5,8 @@
     make bench ARGS="--etfs 100"    # a quick run on a smaller universe
     make bench ARGS="--json"        # also one JSON object with every figure, last on stdout
 
-The universe is ``etl.fakeapi.Universe.full()`` (the same one as
-``python -m etl.fakeapi --full``). It is served from a child process of its
+The universe is ``fakeapi.Universe.full()`` (the same one as
+``python -m fakeapi --full``). It is served from a child process of its
 own, so the server's CPU is never counted in the measured process; the child
 also takes an "advance by one trading day" command for the nightly runs. The
 database is a fresh embedded PostgreSQL under a temporary directory, or an
@@ -44,6 +44,8 @@ from typing import Any
 from etl.errors import EtlError
 
 REPO = Path(__file__).resolve().parent.parent
+# The test API lives with the tests, outside the installed package.
+sys.path.insert(0, str(REPO / "tests"))
 TOKEN = "bench-token"
 LATENCY_MS = 50
 READ_RUNS = 20
@@ -111,7 +113,7 @@ def _serve(conn: Any, n_etfs: int, token: str) -> None:
     Commands on the pipe: ("advance", days) -> new trading days as ISO text,
     ("latency", ms), ("requests", None) -> requests served so far, ("stop", None).
     """
-    from etl.fakeapi import FakeTsanghi, Universe
+    from fakeapi import FakeTsanghi, Universe
 
     universe = Universe.full(n_etfs=n_etfs)
     rows = universe.row_count()  # what --warm does: every history generated up front
@@ -504,7 +506,7 @@ def run(args: argparse.Namespace, report: Report, scratch: Path) -> None:
             f"universe: Universe.full(n_etfs={args.etfs}) = {info['etfs']:,} ETFs, "
             f"{info['rows']:,} daily rows ({info['active']:,} active ETFs with "
             f"{info['active_rows']:,} rows to sync), {info['days']:,} trading days up to {info['end']} "
-            f"(the same as `python -m etl.fakeapi --full"
+            f"(the same as `python -m fakeapi --full"
             f"{'' if args.etfs == 1200 else f' --etfs {args.etfs}'}`), served at {api.base_url}"
         )
         print(

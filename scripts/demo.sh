@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the offline tour, no token and no network needed.
 #
-# Starts the local Tsanghi-compatible API (python -m etl.fakeapi, 60 synthetic
+# Starts the local Tsanghi-compatible API (python -m fakeapi, 60 synthetic
 # ETFs since 2020) on a free port, runs a complete `make sync-etf` against it
 # into the embedded PostgreSQL under ${DEMO_DATA_DIR:-./data/demo}, then shows
 # `etl status`. The server is stopped on exit. Running it again syncs
@@ -23,7 +23,7 @@ mkdir -p -- "$demo_dir"
 server_log="$demo_dir/fakeapi.log"
 : >"$server_log"
 
-PYTHONUNBUFFERED=1 .venv/bin/python -m etl.fakeapi --port 0 --etfs 60 --token demo-token \
+PYTHONUNBUFFERED=1 PYTHONPATH=tests .venv/bin/python -m fakeapi --port 0 --etfs 60 --token demo-token \
     >"$server_log" 2>&1 &
 api_pid=$!
 stop_api() {

@@ -16,9 +16,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import polars as pl
+from fakeapi.universe import Universe
 
 from etl.db import Database
-from etl.fakeapi.universe import Universe
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKET = {"XSHG": "SH", "XSHE": "SZ"}
@@ -192,9 +192,9 @@ def clean_run_checksums(server, data_dir: Path, token: str, **universe_args: obj
     """Checksums of one uninterrupted `etl sync` of a universe into a fresh database
     of ``server`` (a conftest PgServer), and the universe's repr to compare against."""
     from click.testing import CliRunner
+    from fakeapi import FakeTsanghi
 
     from etl.cli import cli
-    from etl.fakeapi import FakeTsanghi
 
     universe = Universe(**universe_args)
     database = server.create_database()

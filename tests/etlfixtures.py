@@ -1,6 +1,6 @@
 """Fixtures for end-to-end tests: the local Tsanghi API and the `etl` CLI against it.
 
-The API is a real HTTP server on loopback (etl.fakeapi); the CLI runs in process
+The API is a real HTTP server on loopback (fakeapi); the CLI runs in process
 through click's CliRunner with the environment a user would set.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from fakeapi.server import FakeTsanghi
+from fakeapi.universe import Universe
 
 from etl.cli import cli
-from etl.fakeapi.server import FakeTsanghi
-from etl.fakeapi.universe import Universe
 
 TOKEN = "tok-7f3a9c-SECRET"
 START = date(2024, 1, 2)

@@ -17,9 +17,9 @@ from crashhelper import (
     wait_for,
 )
 from etlfixtures import TOKEN
+from fakeapi import FakeTsanghi
 
 from etl import ledger
-from etl.fakeapi import FakeTsanghi
 
 
 @pytest.fixture

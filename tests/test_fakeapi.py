@@ -11,11 +11,11 @@ import sys
 import threading
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 import requests
-
-from etl.fakeapi import FakeTsanghi, Universe, is_trading_day
+from fakeapi import FakeTsanghi, Universe, is_trading_day
 
 TOKEN = "test-token"
 
@@ -481,7 +481,7 @@ def test_cli_serves_until_sigterm_without_printing_the_token():
         [
             sys.executable,
             "-m",
-            "etl.fakeapi",
+            "fakeapi",
             "--port",
             "0",
             "--etfs",
@@ -492,7 +492,7 @@ def test_cli_serves_until_sigterm_without_printing_the_token():
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(Path(__file__).parent)},
     )
     try:
         line = proc.stdout.readline()

@@ -1,7 +1,7 @@
 """The fault matrix: what the API's bad nights leave in the database, the
 rejects file, the summary and the exit code.
 
-Faults come from the local API's switches (etl/fakeapi/server.py); each case
+Faults come from the local API's switches (tests/fakeapi/server.py); each case
 runs the real CLI against a real PostgreSQL.
 """
 
@@ -20,8 +20,7 @@ from crashhelper import (
     source_count,
     source_dates,
 )
-
-from etl.fakeapi import universe as universe_module
+from fakeapi import universe as universe_module
 
 
 @pytest.fixture

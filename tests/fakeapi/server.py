@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import click
 
-from etl.fakeapi.universe import EXCHANGES, Universe
+from fakeapi.universe import EXCHANGES, Universe
 
 API_PREFIX = "/api/fin"
 OK_MSG = "操作成功"
@@ -511,7 +511,7 @@ def serve(
 
     Runs in the foreground until Ctrl-C or SIGTERM. Example:
 
-        python -m etl.fakeapi --port 8787 --full
+        python -m fakeapi --port 8787 --full
 
     then point the client at it with TSANGHI_BASE_URL=http://127.0.0.1:8787/api/fin
     and TSANGHI_TOKEN=demo-token.

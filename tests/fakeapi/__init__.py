@@ -6,11 +6,11 @@ changed while serving), ``FakeTsanghi`` serves it over real HTTP::
     with FakeTsanghi(Universe(), token="t") as api:
         requests.get(f"{api.base_url}/etf/XSHG/list", params={"token": "t"})
 
-``python -m etl.fakeapi`` runs it in the foreground.
+``python -m fakeapi`` runs it in the foreground.
 """
 
-from etl.fakeapi.server import FakeTsanghi, Fault, RequestRecord
-from etl.fakeapi.universe import EXCHANGES, Etf, Universe, is_trading_day
+from fakeapi.server import FakeTsanghi, Fault, RequestRecord
+from fakeapi.universe import EXCHANGES, Etf, Universe, is_trading_day
 
 __all__ = [
     "EXCHANGES",
