@@ -33,3 +33,11 @@ class LockHeldError(EtlError):
 
 class SnapshotError(EtlError):
     """A snapshot directory is missing, unreadable or incomplete."""
+
+
+class StageError(EtlError):
+    """A stage (extract, normalize, load) of a run failed; what it wrote is kept."""
+
+    def __init__(self, stage: str, run_id: str, detail: str) -> None:
+        super().__init__(f"{stage} stage of run {run_id}: {detail}")
+        self.stage, self.run_id, self.detail = stage, run_id, detail

@@ -39,12 +39,16 @@ def _iso(value: date | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def fetch_all(client: TsanghiClient, requests: list[Request], workers: int) -> Iterator[Fetched]:
+def fetch_all(
+    client: TsanghiClient, requests: list[Request], workers: int, tick: float | None = None
+) -> Iterator[Fetched | None]:
     """Run requests on ``workers`` threads; yield results as they complete.
 
     At most a few requests per worker are queued ahead, so a slow consumer
     (the loader) holds back the fetching instead of piling answers up in
-    memory. An AuthError from any worker stops the whole extract.
+    memory. An AuthError from any worker stops the whole extract. With
+    ``tick``, None is yielded whenever that many seconds pass without an
+    answer, so the caller can write out what it holds meanwhile.
     """
     window = workers * 2
     pending: set[Future[Fetched]] = set()
@@ -59,7 +63,9 @@ def fetch_all(client: TsanghiClient, requests: list[Request], workers: int) -> I
                     pending.add(pool.submit(request.run, client))
                 if not pending:
                     return
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=tick, return_when=FIRST_COMPLETED)
+                if not done:
+                    yield None
                 for future in done:
                     yield future.result()
         finally:

@@ -1,25 +1,28 @@
-"""Bulk loads through ADBC: COPY into a temporary staging table, then one
-INSERT … SELECT … ON CONFLICT into the target, bookkeeping in the same
-transaction. A batch is committed whole or not at all.
+"""Load: typed parts in, rows in PostgreSQL out, through ADBC.
+
+A part's rows are anti-joined against the stored keys of each symbol's own
+window, matched by trading day (a row some other writer stored at 16:00 of the
+day before is the same day as ours at midnight), then COPYed into the table
+with the bookkeeping in the same transaction. A part is committed whole or not
+at all.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 
 from etl.db import Database
 from etl.errors import DatabaseError
 from etl.sqlfiles import query
-from etl.symbols import SYMBOL_RE
-from etl.transform import DAILY_SCHEMA, LIST_SCHEMA, PRICE, TS
+from etl.transform import DAILY_SCHEMA, LIST_SCHEMA, PRICE, TS, anti_join
 
 log = logging.getLogger(__name__)
-_SYMBOL = re.compile(SYMBOL_RE)
 
 
 @dataclass
@@ -28,33 +31,19 @@ class DailyCounts:
     updated: int = 0
 
 
-def _text_array(values: list[str]) -> str:
-    """A SQL text[] literal of symbols, for connectorx, which has no bind parameters.
+@dataclass(frozen=True)
+class LoadResult:
+    """What one typed part did to the table."""
 
-    Only strings matching the strict symbol pattern get in; anything else is a
-    bug upstream and stops here rather than reaching SQL text.
-    """
-    for value in values:
-        if not _SYMBOL.fullmatch(value):
-            raise ValueError(f"refusing to put {value!r} into SQL text")
-    return "'{" + ",".join(values) + "}'::text[]"
+    typed: Path
+    rows: int  # rows in the part
+    inserted: int
+    updated: int
+    seconds: float
 
 
 def _ts_literal(value: datetime) -> str:
     return f"'{value.strftime('%Y-%m-%d %H:%M:%S')}'::timestamp"
-
-
-def existing_keys(db: Database, rows: pl.DataFrame) -> pl.DataFrame:
-    """Stored (symbol, trade_date) keys overlapping a batch, read with connectorx."""
-    if rows.is_empty():
-        return pl.DataFrame(schema={"symbol": pl.String, "trade_date": TS})
-    symbols = sorted(rows["symbol"].unique().to_list())
-    sql = query("existing_keys").format(
-        symbols=_text_array(symbols),
-        first=_ts_literal(rows["trade_date"].min()),
-        last=_ts_literal(rows["trade_date"].max()),
-    )
-    return db.read(sql).select(pl.col("symbol").cast(pl.String), pl.col("trade_date").cast(TS))
 
 
 def etf_context(db: Database, before: datetime | None) -> pl.DataFrame:
@@ -97,10 +86,40 @@ class Loader:
             f"{what} failed and was rolled back: {self._db.scrub(str(exc)).strip()}"
         )
 
+    def load_part(self, typed: Path, overwrite: bool = False) -> LoadResult:
+        """One typed part (normalize's output) into stock_daily_data."""
+        started = time.monotonic()
+        try:
+            rows = pl.read_parquet(typed)
+        except Exception as exc:
+            raise DatabaseError(f"cannot read {typed}: {exc}") from None
+        counts = self.load_daily(rows, overwrite=overwrite)
+        return LoadResult(
+            typed, rows.height, counts.inserted, counts.updated, time.monotonic() - started
+        )
+
+    def existing_keys(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Trading days already stored for each symbol of ``rows``, within that
+        symbol's own first and last day (never the batch's whole span), read on
+        the load transaction. The windows travel as a staged table, not SQL text."""
+        windows = rows.group_by("symbol").agg(
+            pl.col("trade_date").min().cast(pl.Date).alias("first_day"),
+            pl.col("trade_date").max().cast(pl.Date).alias("last_day"),
+        )
+        cur = self._conn.cursor()
+        try:
+            cur.adbc_ingest("etl_stage_windows", windows.to_arrow(), mode="replace", temporary=True)
+            cur.execute(query("existing_keys"))
+            keys = pl.from_arrow(cur.fetch_arrow_table())
+        finally:
+            cur.close()
+        return keys.select(pl.col("symbol").cast(pl.String), pl.col("day").cast(pl.Date))
+
     def load_daily(self, rows: pl.DataFrame, overwrite: bool = False) -> DailyCounts:
         """Store a batch of daily rows in one transaction, with its bookkeeping.
 
-        Rows that passed the anti-join are new under the sync lock, so they are
+        Without ``overwrite``, rows whose trading day is stored already are
+        dropped first. The rest are new under the sync lock, so they are
         COPYed straight into stock_daily_data: the fastest path PostgreSQL has.
         Should a row have been written meanwhile by something outside this
         tool, that COPY fails on the primary key, is rolled back whole, and the
@@ -114,6 +133,10 @@ class Loader:
         sync = frame.group_by("symbol").agg(pl.col("trade_date").max().alias("max_date"))
         if not overwrite:
             try:
+                frame = anti_join(frame, self.existing_keys(frame))
+                if frame.is_empty():
+                    self._conn.rollback()
+                    return counts
                 cur = self._conn.cursor()
                 # The transaction's own clock, as LOCALTIMESTAMP gives the SQL path.
                 cur.execute("SELECT LOCALTIMESTAMP")

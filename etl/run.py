@@ -62,40 +62,43 @@ def execute(
     if needs_api:
         settings.require_token()  # before touching anything
     run_id = new_run_id()
-    if snapshot:
-        snap = Snapshot.open(snapshot)
-    else:
-        Snapshot.check_writable(settings.raw_dir)
+    source = Snapshot.open(snapshot) if snapshot else None  # read, never written
+    Snapshot.check_writable(settings.raw_dir)
     with ExitStack() as stack:
         db = stack.enter_context(open_database(settings.database_url, settings.data_dir))
         apply_migrations(db, echo=log.info)
-        path = snapshot or settings.raw_dir / run_id
+        path = settings.raw_dir / run_id
         summary: dict[str, Any] = {"run_id": run_id, "command": command, "snapshot": str(path)}
+        if source:
+            summary["source"] = str(source.path)
         ledger = RunLedger(db, run_id, command, str(path))
         stack.callback(ledger.close)
         ledger.acquire(wait=wait)
-        if not snapshot:
-            # Only a run that reached its database and holds the lock gets a snapshot.
-            snap = Snapshot.create(settings.raw_dir, run_id)
-            snap.write_manifest(
-                {
-                    "run_id": run_id,
-                    "command": command,
-                    "options": options or {},
-                    "base_url": settings.base_url,
-                    "extract_complete": False,
-                }
-            )
+        # Only a run that reached its database and holds the lock gets a snapshot.
+        snap = Snapshot.create(settings.raw_dir, run_id)
+        manifest: dict[str, Any] = {
+            "run_id": run_id,
+            "command": command,
+            "options": options or {},
+            "base_url": settings.base_url,
+            "extract_complete": False,
+            "loaded": False,
+        }
+        if source:
+            manifest["source"] = str(source.path.resolve())
+        snap.write_manifest(manifest)
         client = stack.enter_context(TsanghiClient(settings)) if needs_api else None
         loader = Loader(db)
         stack.callback(loader.close)
         job = Job(
+            run_id=run_id,
             db=db,
             loader=loader,
             snapshot=snap,
             settings=settings,
             client=client,
             progress=progress,
+            source=source,
         )
         try:
             summary.update(body(job))

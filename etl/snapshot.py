@@ -1,16 +1,21 @@
-"""The run's snapshot directory: raw API answers as Parquet, written atomically.
+"""The run's snapshot directory: where the three stages hand off, as Parquet.
 
 Layout (hive-style, readable by polars, DuckDB, Spark as it is)::
 
     <data_dir>/raw/<run_id>/
-        manifest.json             what ran, with which options; "extract_complete"
-        kind=list/part-00000.parquet     /etf/{exchange}/list answers
+        manifest.json             what ran, with which options; "extract_complete",
+                                  "loaded", and for a replay its "source"
+        kind=list/part-00000.parquet     extract: /etf/{exchange}/list answers
         plan.parquet              per-symbol context of the price transform
-        kind=prices/part-00000.parquet   /daily and /daily/latest answers, in batches
-        rejects/part-00000.parquet       rows refused by the transform, with reasons
+        kind=prices/part-00000.parquet   extract: /daily and /daily/latest answers,
+                                         a part every few seconds
+        typed/part-00000.parquet  normalize: rows typed exactly as stock_daily_data
+        rejects/part-00000.parquet       normalize: rows refused, with reasons
 
-Every file is written under a temporary name and renamed into place, so a
-killed process leaves whole files or none. No file holds the token.
+Every file is written under a temporary name, fsynced and renamed into place,
+so a killed process leaves whole files or none. No file holds the token. A
+snapshot is an input once written: a replay reads it and writes its own
+outputs under its own run directory.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +47,10 @@ RAW_SCHEMA: dict[str, pl.DataType] = {
     "body": pl.String(),  # the response text as received
 }
 KINDS = ("list", "prices")
+TYPED = "typed"
+REJECTS = "rejects"
+# Answers are made durable at most this many seconds after they arrive.
+FLUSH_SECONDS = 2.0
 
 
 def new_run_id() -> str:
@@ -165,7 +175,49 @@ class Snapshot:
 
     def raw_parts(self, kind: str) -> Iterator[pl.DataFrame]:
         for part in self.parts(f"kind={kind}"):
-            try:
-                yield pl.read_parquet(part).cast(RAW_SCHEMA)
-            except Exception as exc:  # a damaged file must name itself
-                raise SnapshotError(f"cannot read {part}: {exc}") from None
+            yield read_raw(part)
+
+
+def read_raw(part: Path) -> pl.DataFrame:
+    """One part of raw answers; a damaged file names itself."""
+    try:
+        return pl.read_parquet(part).cast(RAW_SCHEMA)
+    except Exception as exc:
+        raise SnapshotError(f"cannot read {part}: {exc}") from None
+
+
+class RawWriter:
+    """Extract's output: answers buffered briefly, then written as one durable part.
+
+    A part is written when the buffer holds ``max_rows`` records, or when its
+    oldest answer is ``max_seconds`` old (``due()``; the extract asks between
+    answers and on a timer), so a killed run loses seconds of API work.
+    """
+
+    def __init__(
+        self, snapshot: Snapshot, kind: str, max_rows: int, max_seconds: float = FLUSH_SECONDS
+    ) -> None:
+        self._snapshot, self._kind = snapshot, kind
+        self._max_rows, self._max_seconds = max_rows, max_seconds
+        self._items: list[Fetched] = []
+        self._rows = 0
+        self._since = 0.0
+
+    def add(self, fetched: Fetched) -> None:
+        if not self._items:
+            self._since = time.monotonic()
+        self._items.append(fetched)
+        self._rows += fetched.rows
+
+    def due(self) -> bool:
+        return bool(self._items) and (
+            self._rows >= self._max_rows or time.monotonic() - self._since >= self._max_seconds
+        )
+
+    def flush(self) -> Path | None:
+        """Write what is buffered as one part; its path, or None when empty."""
+        if not self._items:
+            return None
+        path = self._snapshot.append_raw(self._kind, self._items)
+        self._items, self._rows = [], 0
+        return path

@@ -13,19 +13,23 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from etl import transform
 from etl.api import Fetched, TsanghiClient
+from etl.calendar import shanghai_today
 from etl.db import Database
-from etl.errors import DatabaseError, SnapshotError
-from etl.extract import fetch_all
-from etl.load import Loader, etf_context, existing_keys
+from etl.errors import EtlError, SnapshotError, StageError
+from etl.extract import Request, fetch_all
+from etl.load import Loader, LoadResult, etf_context
+from etl.normalize import Normalizer, NormalizeResult
 from etl.plan import Plan, PriceOptions, build_plan
+from etl.resume import finish_pending
 from etl.settings import Settings
-from etl.snapshot import Snapshot, fetched_frame
+from etl.snapshot import FLUSH_SECONDS, RawWriter, Snapshot, fetched_frame
 from etl.sqlfiles import query
 from etl.symbols import MARKETS
 
@@ -38,11 +42,13 @@ Progress = Callable[[int, int, int], None]  # (symbols done, symbols in all, row
 class Job:
     """What a job needs: where to read and write, and how to talk to the API."""
 
+    run_id: str
     db: Database
     loader: Loader
-    snapshot: Snapshot
+    snapshot: Snapshot  # the run's own directory: everything it writes goes here
     settings: Settings  # workers, batch_rows, max_failed_share, latest_max_days
     client: TsanghiClient | None = None  # None when replaying
+    source: Snapshot | None = None  # the snapshot a replay reads (never written)
     progress: Progress | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -130,87 +136,123 @@ def list_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 @dataclass
 class PriceTally:
+    """Counts of a price job, filled by the stages as parts go through them."""
+
     rows_fetched: int = 0
     rows_inserted: int = 0
     rows_updated: int = 0
     rows_rejected: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # symbol -> reason
     done: int = 0
+    answers_resumed: int = 0  # answers a run that died left on disk, loaded by this one
+    rows_resumed: int = 0  # rows of those answers this run inserted
+
+    def normalized(self, result: NormalizeResult) -> None:
+        self.rows_rejected += result.rejected
+        self.failed.update(result.failed)
+
+    def loaded(self, result: LoadResult) -> None:
+        self.rows_inserted += result.inserted
+        self.rows_updated += result.updated
 
 
-class _BatchLoader:
-    """Store batches on a thread of its own while the next is fetched and transformed.
+class Stages:
+    """Normalize and load, each on a thread of its own, fed raw part paths.
 
-    The queue holds one batch, so a slow database holds the fetching back
-    instead of letting answers pile up in memory. After a database error it
-    stops loading; the extract still completes so the snapshot can be replayed.
+    While the extract (the caller's thread) waits on the API, polars
+    normalizes one part and PostgreSQL takes the one before. Each queue holds
+    one part, so a slow database holds the fetching back instead of letting
+    answers pile up. After a failure a stage stops working but keeps draining
+    its queue: the extract still completes, and everything fetched stays on
+    disk for the next run to load.
     """
 
-    def __init__(self, apply: Callable[[pl.DataFrame], None]) -> None:
-        self._apply = apply
-        self._queue: queue.Queue[pl.DataFrame | None] = queue.Queue(maxsize=1)
-        self.error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name="loader", daemon=True)
-        self._thread.start()
+    def __init__(
+        self,
+        job: Job,
+        normalizer: Normalizer,
+        overwrite: bool,
+        tally: PriceTally,
+        on_loaded: Callable[[LoadResult], None] | None = None,
+    ) -> None:
+        self._job, self._normalizer, self._overwrite = job, normalizer, overwrite
+        self._tally, self._on_loaded = tally, on_loaded
+        self._raw: queue.Queue[Path | None] = queue.Queue(maxsize=1)
+        self._typed: queue.Queue[Path | None] = queue.Queue(maxsize=1)
+        self.error: StageError | None = None
+        self._threads = [
+            threading.Thread(target=self._normalize, name="normalize", daemon=True),
+            threading.Thread(target=self._load, name="load", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self._apply(batch)
-                except Exception as exc:  # reported by finish(), in the main thread
-                    self.error = exc
-
-    def put(self, batch: pl.DataFrame) -> None:
-        self._queue.put(batch)
+    def put(self, raw: Path) -> None:
+        self._raw.put(raw)
 
     def finish(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        """Wait until every part put is through both stages (or a stage failed)."""
+        self._raw.put(None)
+        for thread in self._threads:
+            thread.join()
 
+    def _fail(self, stage: str, exc: Exception) -> None:
+        if self.error is None:
+            detail = str(exc) if isinstance(exc, EtlError) else repr(exc)
+            self.error = StageError(stage, self._job.run_id, detail)
 
-@dataclass
-class PriceBatches:
-    """The two halves of a price batch: transform (CPU) and store (database).
+    def _normalize(self) -> None:
+        try:
+            while (raw := self._raw.get()) is not None:
+                if self.error is not None:
+                    continue
+                try:
+                    result = self._normalizer.run(raw)
+                except Exception as exc:
+                    self._fail("normalize", exc)
+                    continue
+                self._tally.normalized(result)
+                log.debug(
+                    "normalize %s: %d rows, %d rejected in %.2fs",
+                    raw.name,
+                    result.rows,
+                    result.rejected,
+                    result.seconds,
+                )
+                if result.typed is not None:
+                    self._typed.put(result.typed)
+        finally:
+            self._typed.put(None)
 
-    During a sync they run on different threads, so polars works on the next
-    batch while PostgreSQL takes the previous one.
-    """
+    def _load(self) -> None:
+        while (typed := self._typed.get()) is not None:
+            if self.error is not None:
+                continue
+            try:
+                result = self._job.loader.load_part(typed, overwrite=self._overwrite)
+            except Exception as exc:
+                self._fail("load", exc)
+                continue
+            self._tally.loaded(result)
+            if self._on_loaded:
+                self._on_loaded(result)
+            log.debug(
+                "load %s: %d rows, %d inserted in %.2fs",
+                typed.name,
+                result.rows,
+                result.inserted,
+                result.seconds,
+            )
 
-    job: Job
-    context: pl.DataFrame
-    end: date
-    overwrite: bool
-    tally: PriceTally
-
-    def prepare(self, raw: pl.DataFrame) -> pl.DataFrame:
-        """Raw answers -> typed rows; rejects go to the snapshot."""
-        started = time.monotonic()
-        result = transform.daily_rows(raw, self.context, self.end)
-        if not result.rejects.is_empty():
-            self.job.snapshot.append("rejects", result.rejects)
-        self.tally.rows_rejected += result.rejects.height
-        log.debug(
-            "batch: %d rows transformed in %.2fs", result.rows.height, time.monotonic() - started
-        )
-        return result.rows
-
-    def store(self, rows: pl.DataFrame) -> None:
-        """Anti-join against the stored keys, then one load transaction."""
-        started = time.monotonic()
-        if not self.overwrite:
-            rows = transform.anti_join(rows, existing_keys(self.job.db, rows))
-        joined = time.monotonic()
-        counts = self.job.loader.load_daily(rows, overwrite=self.overwrite)
-        self.tally.rows_inserted += counts.inserted
-        self.tally.rows_updated += counts.updated
-        log.debug(
-            "batch: %d new rows (anti-join %.2fs), %d inserted in %.2fs",
-            rows.height,
-            joined - started,
-            counts.inserted,
-            time.monotonic() - joined,
-        )
+    def run(self, parts: Iterable[Path]) -> None:
+        """Put every part through, then wait; raise the first stage's error."""
+        try:
+            for part in parts:
+                self.put(part)
+        finally:
+            self.finish()
+        if self.error is not None:
+            raise self.error
 
 
 def _latest_day(fetched: Fetched) -> date | None:
@@ -239,9 +281,12 @@ def _broken_days(answers: list[Fetched], latest: dict[str, date | None]) -> list
 
 
 def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
-    """Plan, fetch into the snapshot in batches, and load each batch as it lands."""
+    """Finish what a run that died left on disk, plan, then extract into raw
+    parts while normalize and load work through them."""
     assert job.client is not None
     started = time.monotonic()
+    tally = PriceTally()
+    done_before = finish_pending(job, tally)
     before = (
         datetime.combine(options.start, datetime.min.time())
         if options.full and options.start
@@ -259,8 +304,10 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
             answers.append(fetched)
             latest[exchange] = _latest_day(fetched)
     plan = build_plan(context, options, latest, job.settings.latest_max_days)
-    day_requests = [r for r in plan.requests if r.endpoint == "latest"]
-    answers += list(fetch_all(job.client, day_requests, job.settings.workers))
+    day_requests = [
+        r for r in plan.requests if r.endpoint == "latest" and not done_before.covers(r)
+    ]
+    answers += [f for f in fetch_all(job.client, day_requests, job.settings.workers) if f]
     broken = _broken_days(answers, latest)
     if broken:
         # A missing day would leave a gap behind the next day's rows: fetch
@@ -273,6 +320,8 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
         latest = {ex: d for ex, d in latest.items() if ex not in broken}
         plan = build_plan(context, options, latest, job.settings.latest_max_days)
         answers = [f for f in answers if f.exchange not in broken]
+    ticker_requests = [r for r in plan.requests if r.endpoint == "daily"]
+    requests = [r for r in ticker_requests if not done_before.covers(r)]
     job.snapshot.write("plan.parquet", plan.context())
     job.snapshot.update_manifest(
         plan={
@@ -280,63 +329,70 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
             "up_to_date": plan.up_to_date,
             "latest_days": {ex: [d.isoformat() for d in days] for ex, days in plan.days.items()},
             "requests": len(plan.requests),
+            "answered_on_disk": len(ticker_requests) - len(requests),
         }
     )
-    tally = PriceTally()
-    batches = PriceBatches(job, plan.context(), options.end, options.overwrite, tally)
-    loader = _BatchLoader(batches.store)
+    normalizer = Normalizer(plan.context(), options.end, job.snapshot)
+    stages = Stages(job, normalizer, options.overwrite, tally)
+    tally.done = plan.symbols.filter(pl.col("by_day")).height + len(ticker_requests) - len(requests)
     try:
-        _extract_prices(job, plan, answers, batches, loader)
+        _extract_prices(job, requests, answers, stages, tally, tally.done + len(requests))
     finally:
-        loader.finish()
+        stages.finish()
     job.snapshot.update_manifest(extract_complete=True)
-    if loader.error is not None:
-        raise _load_failed(job, loader.error)
+    if stages.error is not None:
+        raise _load_failed(job, stages.error)
+    job.snapshot.update_manifest(loaded=True)
     return price_summary(job, plan, tally, time.monotonic() - started)
 
 
 def _extract_prices(
-    job: Job, plan: Plan, answers: list[Fetched], batches: PriceBatches, loader: _BatchLoader
+    job: Job,
+    requests: list[Request],
+    answers: list[Fetched],
+    stages: Stages,
+    tally: PriceTally,
+    total: int,
 ) -> None:
+    """Fetch into raw parts, each durable within seconds, and hand each on.
+
+    The per-day answers go first, in one part of their own: the rows of
+    consecutive days must be normalized together for each day's change to
+    refer to the day before.
+    """
     assert job.client is not None
-    tally = batches.tally
-    ticker_requests = [r for r in plan.requests if r.endpoint == "daily"]
-    buffer: list[Fetched] = list(answers)
-    buffered = sum(f.rows for f in buffer)
-    tally.rows_fetched += buffered
-    by_day = plan.symbols.filter(pl.col("by_day")).height
-    tally.done += by_day
-    total = by_day + len(ticker_requests)
-
-    def flush() -> None:
-        nonlocal buffer, buffered
-        if buffer:
-            job.snapshot.append_raw("prices", buffer)
-            loader.put(batches.prepare(fetched_frame(buffer)))
-        buffer, buffered = [], 0
-
-    for fetched in fetch_all(job.client, ticker_requests, job.settings.workers):
-        tally.done += 1
-        if fetched.ok:
-            tally.rows_fetched += fetched.rows
-        else:
-            symbol = f"{MARKETS[fetched.exchange]}.{fetched.ticker}"
-            tally.failed[symbol] = fetched.error or "failed"
-            log.warning("%s skipped: %s", symbol, fetched.error)
-        buffer.append(fetched)
-        buffered += fetched.rows
-        if job.progress:
-            job.progress(tally.done, total, tally.rows_fetched)
-        if buffered >= job.settings.batch_rows:
-            flush()
-    flush()
+    writer = RawWriter(job.snapshot, "prices", job.settings.batch_rows)
+    for fetched in answers:
+        writer.add(fetched)
+        tally.rows_fetched += fetched.rows
+    if (part := writer.flush()) is not None:
+        stages.put(part)
+    for fetched in fetch_all(job.client, requests, job.settings.workers, tick=FLUSH_SECONDS):
+        if fetched is not None:
+            tally.done += 1
+            if fetched.ok:
+                tally.rows_fetched += fetched.rows
+            else:
+                symbol = f"{MARKETS[fetched.exchange]}.{fetched.ticker}"
+                log.warning("%s skipped: %s", symbol, fetched.error)
+            writer.add(fetched)
+            if job.progress:
+                job.progress(tally.done, total, tally.rows_fetched)
+        if writer.due():
+            stages.put(writer.flush())  # type: ignore[arg-type]
+    if (part := writer.flush()) is not None:
+        stages.put(part)
 
 
-def _load_failed(job: Job, error: Exception) -> DatabaseError:
-    detail = str(error)
-    return DatabaseError(
-        f"loading into the database failed: {detail}. Every answer was saved in "
-        f"{job.snapshot.path}; once the database is back, load it with: etl replay {job.snapshot.path}"
+def _load_failed(job: Job, error: StageError) -> StageError:
+    if error.stage != "load":
+        return error
+    return StageError(
+        "load",
+        job.run_id,
+        f"loading into the database failed: {error.detail}. Every answer was saved in "
+        f"{job.snapshot.path}; the next 'etl sync' loads them first, or load them now "
+        f"with: etl replay {job.snapshot.path}",
     )
 
 
@@ -361,6 +417,8 @@ def price_summary(job: Job, plan: Plan, tally: PriceTally, seconds: float) -> di
         "rows_inserted": tally.rows_inserted,
         "rows_updated": tally.rows_updated,
         "rows_rejected": tally.rows_rejected,
+        "answers_resumed": tally.answers_resumed,
+        "rows_resumed": tally.rows_resumed,
         "price_seconds": round(seconds, 3),
     }
 
@@ -376,12 +434,16 @@ def sync_all(job: Job, options: PriceOptions) -> dict[str, Any]:
 
 
 def replay(job: Job) -> dict[str, Any]:
-    """Transform and load a snapshot's answers again: lists first, then prices."""
-    manifest = job.snapshot.manifest()
+    """Normalize and load a snapshot's answers again: lists first, then prices.
+
+    The snapshot (``job.source``) is only read; typed parts, rejects and the
+    manifest of the replay go under the replay's own run directory.
+    """
+    source = job.source
+    assert source is not None
+    manifest = source.manifest()
     summary: dict[str, Any] = {"status": "ok", "replayed_run": manifest.get("run_id")}
-    # The transform refuses the same rows again; its rejects replace these once written.
-    earlier_rejects = job.snapshot.parts("rejects")
-    list_parts = list(job.snapshot.raw_parts("list"))
+    list_parts = list(source.raw_parts("list"))
     if list_parts:
         raw = pl.concat(list_parts)
         results = {
@@ -389,39 +451,38 @@ def replay(job: Job) -> dict[str, Any]:
             for ex in raw["exchange"].unique(maintain_order=True).to_list()
         }
         summary.update(list_summary(results))
-    plan_frame = job.snapshot.read("plan.parquet")
-    price_parts = job.snapshot.parts("kind=prices")
+    plan_frame = source.read("plan.parquet")
+    price_parts = source.parts("kind=prices")
     if price_parts and plan_frame is None:
-        raise SnapshotError(f"{job.snapshot.path} has price answers but no plan.parquet")
+        raise SnapshotError(f"{source.path} has price answers but no plan.parquet")
     if plan_frame is not None:
         started = time.monotonic()
-        options = manifest.get("options", {})
-        end = date.fromisoformat(options["end"]) if options.get("end") else date.today()
-        context = plan_frame.cast(transform.PLAN_SCHEMA)
         tally = PriceTally()
-        batches = PriceBatches(job, context, end, bool(options.get("overwrite")), tally)
-        loader = _BatchLoader(batches.store)  # as in a sync: transform beside the load
-        try:
-            for raw in job.snapshot.raw_parts("prices"):
-                tally.rows_fetched += int(raw.filter(pl.col("error").is_null())["rows"].sum())
-                for row in raw.filter(
-                    pl.col("error").is_not_null() & (pl.col("endpoint") == "daily")
-                ).iter_rows(named=True):
-                    tally.failed[f"{MARKETS[row['exchange']]}.{row['ticker']}"] = row["error"]
-                loader.put(batches.prepare(raw))
-        finally:
-            loader.finish()
-        if loader.error is not None:
-            raise _load_failed(job, loader.error)
-        plan = Plan(context, [], int(manifest.get("plan", {}).get("up_to_date", 0)), {})
+        options = manifest.get("options", {})
+        context = plan_frame.cast(transform.PLAN_SCHEMA)
+        normalizer = Normalizer(context, _end_of(manifest), job.snapshot)
+        stages = Stages(job, normalizer, bool(options.get("overwrite")), tally)
+        stages.run(price_parts)
+        tally.rows_fetched = sum(_good_rows(part) for part in price_parts)
+        plan = Plan(normalizer.context, [], int(manifest.get("plan", {}).get("up_to_date", 0)), {})
         prices = price_summary(job, plan, tally, time.monotonic() - started)
         summary.update({k: v for k, v in prices.items() if k != "status"})
         summary["status"] = _worst(summary["status"], prices["status"])
     if not list_parts and plan_frame is None:
-        raise SnapshotError(f"{job.snapshot.path} holds no list or price answers to replay")
-    for part in earlier_rejects:
-        part.unlink(missing_ok=True)
+        raise SnapshotError(f"{source.path} holds no list or price answers to replay")
+    job.snapshot.update_manifest(loaded=True)
     return summary
+
+
+def _good_rows(part: Path) -> int:
+    raw = pl.read_parquet(part, columns=["rows", "error"])
+    return int(raw.filter(pl.col("error").is_null())["rows"].sum())
+
+
+def _end_of(manifest: dict[str, Any]) -> date:
+    """The last trade date of the run a manifest describes."""
+    end = manifest.get("options", {}).get("end")
+    return date.fromisoformat(end) if end else shanghai_today()
 
 
 _RANK = {"ok": 0, "partial": 1, "failed": 2}

@@ -329,9 +329,18 @@ def with_changes(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def anti_join(candidates: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
-    """Candidates whose (symbol, trade_date) is not stored yet; order kept."""
-    keys = existing.select(pl.col("symbol").cast(pl.String), pl.col("trade_date").cast(TS))
-    return candidates.join(keys, on=["symbol", "trade_date"], how="anti", maintain_order="left")
+    """Candidates whose trading day is not stored yet for their symbol; order kept.
+
+    ``existing`` holds (symbol, day): the trading days stored, whatever clock
+    time their writer gave ``trade_date`` (see sql/queries/existing_keys.sql).
+    """
+    keys = existing.select(pl.col("symbol").cast(pl.String), pl.col("day").cast(pl.Date))
+    day = pl.col("trade_date").cast(pl.Date).alias("day")
+    return (
+        candidates.with_columns(day)
+        .join(keys, on=["symbol", "day"], how="anti", maintain_order="left")
+        .drop("day")
+    )
 
 
 @dataclass

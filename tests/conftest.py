@@ -12,6 +12,7 @@ Two servers per session, each started only when a test asks for it:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,18 @@ import pytest
 
 from etl.db import Database, import_pgserver, open_database
 from etl.migrate import apply_migrations
+
+# pytest keeps the last three session temp dirs under one root per user and
+# deletes older ones when a session starts: two checkouts testing at once
+# would delete each other's running embedded servers. One root per checkout.
+os.environ.setdefault(
+    "PYTEST_DEBUG_TEMPROOT",
+    os.path.join(
+        os.environ.get("TMPDIR", "/tmp"),
+        "etl-tests-" + hashlib.sha1(str(Path(__file__).resolve()).encode()).hexdigest()[:10],
+    ),
+)
+os.makedirs(os.environ["PYTEST_DEBUG_TEMPROOT"], exist_ok=True)
 
 try:  # tests/ is on sys.path when it is not a package (pytest's default rootdir-less import)
     from pg import SystemPostgres, find_bindir

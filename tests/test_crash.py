@@ -140,7 +140,23 @@ def test_sigkill_leaves_whole_batches_and_a_rerun_finishes_the_job(
     (killed,) = runs(db)
     assert killed[1:] == ("sync", "running", None)
 
-    # The next run takes the lock the dead one held, finishes the work, and closes its row.
+    # Every answer that arrived before the kill is on disk, durable.
+    on_disk = pl.concat(price_parts(snapshot)) if price_parts(snapshot) else None
+    answered = (
+        set()
+        if on_disk is None
+        else {
+            (ex, t)
+            for ex, t, err, ep in on_disk.select("exchange", "ticker", "error", "endpoint").rows()
+            if err is None and ep == "daily"
+        }
+    )
+    if point in ("between-batches", "batch-in-transaction"):
+        assert answered
+
+    # The next run takes the lock the dead one held, loads what the dead one
+    # left on disk, asks the API only for the rest, and closes the dead run's row.
+    seen = len(api.requests)
     out = etl("sync")
     assert out.exit_code == 0, out.stderr
     s = out.summary
@@ -148,6 +164,12 @@ def test_sigkill_leaves_whole_batches_and_a_rerun_finishes_the_job(
     assert s["rows_inserted"] == sum(len(d) for d in source_dates(universe).values()) - sum(
         len(d) for d in stored.values()
     )
+    asked = {(r.exchange, r.ticker) for r in api.requests[seen:] if r.kind == "daily"}
+    assert not asked & answered, "an answer on disk was fetched again"
+    assert asked | answered == {
+        ("XSHG" if sym.startswith("SH.") else "XSHE", sym[3:]) for sym in source_dates(universe)
+    }
+    assert s["answers_resumed"] == (0 if on_disk is None else on_disk.height)
     assert_same_as(db, universe, reference)
     assert [r[2] for r in runs(db)] == ["failed", "ok"]
     assert runs(db)[0][3].startswith(ABANDONED)

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 from crashhelper import active_tickers, dbname, rejects
 
-from etl.load import _text_array
-
 # Pieces of the hostile values below that no statement of the tool contains.
 HOSTILE = ("510050'", "Robert'", "1'; DROP", "5100501", "15991", "坏ETF", "５１００５０")
 
@@ -182,10 +180,3 @@ def test_odd_tickers_from_the_api_are_rejected_rows_and_never_reach_sql(
     statements = [line for line in logged.splitlines() if "statement:" in line or "execute" in line]
     assert any("stock_daily_data" in line for line in statements)  # logging did work
     assert not [line for line in statements if any(h in line for h in HOSTILE)]
-
-
-def test_symbols_are_checked_again_where_they_would_enter_sql_text():
-    assert _text_array(["SH.510050", "SZ.159915"]) == "'{SH.510050,SZ.159915}'::text[]"
-    for value in ("SH.510050'}'::text[]; DROP TABLE stock_info; --", "SH.51005", "sh.510050"):
-        with pytest.raises(ValueError, match="refusing to put"):
-            _text_array(["SH.510050", value])

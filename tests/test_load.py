@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 import polars as pl
 
-from etl.load import Loader, existing_keys
+from etl.load import Loader
 from etl.transform import DAILY_SCHEMA, anti_join
 
 INFO = (
@@ -89,15 +89,19 @@ def test_overwrite_updates_only_rows_that_differ(migrated_db):
     assert [r[1] for r in stored(migrated_db)] == ["2.3450", "2.5000"]
 
 
-def test_existing_keys_limit_the_anti_join_to_the_batch(migrated_db):
+def test_existing_keys_are_read_per_symbol_over_its_own_window(migrated_db):
+    other = "SZ.159915"
     loader = Loader(migrated_db)
     try:
         loader.load_daily(rows(2, 3))
+        loader.load_daily(rows(2, 3, 4, 5).with_columns(pl.lit(other).alias("symbol")))
+        # 510050 asks for days 3-4 only, 159915 for day 5 only: 159915's day 2-4 keys stay unread.
+        batch = pl.concat([rows(3, 4), rows(5).with_columns(pl.lit(other).alias("symbol"))])
+        keys = loader.existing_keys(batch)
+        loader._conn.rollback()
     finally:
         loader.close()
-    batch = rows(3, 4)
-    keys = existing_keys(migrated_db, batch)
-    assert keys.rows() == [("SH.510050", datetime(2024, 1, 3))]
+    assert sorted(keys.rows()) == [("SH.510050", date(2024, 1, 3)), (other, date(2024, 1, 5))]
     assert anti_join(batch, keys)["trade_date"].to_list() == [datetime(2024, 1, 4)]
 
 

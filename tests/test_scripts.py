@@ -19,8 +19,8 @@ from etlfixtures import TOKEN
 ROOT = Path(__file__).resolve().parent.parent
 CRON = ROOT / "scripts" / "cron-sync-etf.sh"
 CHINA = timezone(timedelta(hours=8))
-BENCH_KEYS = ["1a", "1e", "1b", "1c", "1d", "2a", "2b", "2c", "2d", "3a", "3b", "3c", "4a", "4b",
-              "5", "6a", "6b"]  # fmt: skip
+BENCH_KEYS = ["1a", "1e", "1b", "1c", "1d", "1f", "2a", "2b", "2c", "2d", "3a", "3b", "3c", "4a",
+              "4b", "5a", "5b", "6a", "6b"]  # fmt: skip
 
 
 def clean_env(tmp_path: Path) -> dict[str, str]:

@@ -201,7 +201,7 @@ def test_latest_answers_only_serve_by_day_symbols_after_their_watermark():
 
 def test_anti_join_keeps_only_new_keys():
     result = T.daily_rows(raw("XSHG", [day("2024-01-02", 1.0), day("2024-01-03", 1.0)]), PLAN, END)
-    existing = pl.DataFrame({"symbol": ["SH.510050"], "trade_date": [datetime(2024, 1, 2)]})
+    existing = pl.DataFrame({"symbol": ["SH.510050"], "day": [date(2024, 1, 2)]})
     assert T.anti_join(result.rows, existing)["trade_date"].to_list() == [datetime(2024, 1, 3)]
 
 

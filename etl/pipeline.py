@@ -1,0 +1,154 @@
+"""The library under the command line: one function per job, typed results.
+
+Each function runs one job as a run of its own (ledger row, sync lock,
+snapshot directory) and returns a ``RunResult``; the CLI only parses options,
+calls one of these and prints what comes back::
+
+    from etl import pipeline
+    from etl.plan import PriceOptions
+    from etl.settings import Settings
+
+    settings = Settings.from_env()            # DATABASE_URL, TSANGHI_TOKEN, ...
+    result = pipeline.sync(settings)          # lists, then prices
+    print(result.status, result.rows_inserted, result.snapshot)
+    pipeline.replay(settings, result.snapshot)   # again, with no API call
+
+A run that cannot finish raises ``RunFailed`` (its ``summary`` says how far it
+got); configuration and connection problems raise the other errors of
+``etl.errors`` before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from etl import sync as jobs
+from etl.plan import PriceOptions
+from etl.run import EXIT_CODES, RunFailed, execute
+from etl.settings import Settings
+from etl.symbols import MARKETS
+from etl.sync import Progress
+
+__all__ = ["RunFailed", "RunResult", "replay", "sync", "sync_lists", "sync_prices"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of one run, as recorded in the etl_runs ledger."""
+
+    run_id: str
+    command: str
+    status: str  # "ok", "partial" or "failed"
+    snapshot: Path  # the run's own directory
+    seconds: float
+    requests: int  # API requests made
+    summary: dict[str, Any]  # every figure of the run, as `etl --json` prints it
+
+    @classmethod
+    def of(cls, summary: dict[str, Any]) -> RunResult:
+        return cls(
+            run_id=summary["run_id"],
+            command=summary["command"],
+            status=summary["status"],
+            snapshot=Path(summary["snapshot"]),
+            seconds=float(summary.get("seconds", 0.0)),
+            requests=int(summary.get("requests", 0)),
+            summary=summary,
+        )
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+    @property
+    def rows_inserted(self) -> int:
+        return int(self.summary.get("rows_inserted", 0))
+
+    @property
+    def rows_rejected(self) -> int:
+        return int(self.summary.get("rows_rejected", 0))
+
+    @property
+    def failed_symbols(self) -> dict[str, str]:
+        return {f["symbol"]: f["reason"] for f in self.summary.get("failed", [])}
+
+
+def _options_of(options: PriceOptions) -> dict[str, Any]:
+    return {
+        "exchanges": list(options.exchanges),
+        "symbols": list(options.symbols),
+        "start": options.start.isoformat() if options.start else None,
+        "end": options.end.isoformat(),
+        "full": options.full,
+        "overwrite": options.overwrite,
+    }
+
+
+def sync(
+    settings: Settings,
+    options: PriceOptions | None = None,
+    *,
+    wait: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
+    """The nightly job: ETF lists, then daily prices."""
+    options = options or PriceOptions()
+    summary = execute(
+        settings,
+        "sync",
+        lambda job: jobs.sync_all(job, options),
+        needs_api=True,
+        options=_options_of(options),
+        wait=wait,
+        progress=progress,
+    )
+    return RunResult.of(summary)
+
+
+def sync_lists(
+    settings: Settings, exchanges: Iterable[str] = tuple(MARKETS), *, wait: bool = False
+) -> RunResult:
+    """The ETF lists of the exchanges into stock_info."""
+    chosen = tuple(exchanges)
+    summary = execute(
+        settings,
+        "sync-list",
+        lambda job: jobs.sync_lists(job, chosen),
+        needs_api=True,
+        options={"exchanges": list(chosen)},
+        wait=wait,
+    )
+    return RunResult.of(summary)
+
+
+def sync_prices(
+    settings: Settings,
+    options: PriceOptions | None = None,
+    *,
+    wait: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Daily prices into stock_daily_data, from each ETF's watermark on."""
+    options = options or PriceOptions()
+    summary = execute(
+        settings,
+        "sync-prices",
+        lambda job: jobs.sync_prices(job, options),
+        needs_api=True,
+        options=_options_of(options),
+        wait=wait,
+        progress=progress,
+    )
+    return RunResult.of(summary)
+
+
+def replay(settings: Settings, snapshot: Path | str, *, wait: bool = False) -> RunResult:
+    """Normalize and load a snapshot again, with no API call. The snapshot is
+    only read; the replay writes under its own run directory."""
+    summary = execute(
+        settings, "replay", jobs.replay, needs_api=False, snapshot=Path(snapshot), wait=wait
+    )
+    return RunResult.of(summary)
