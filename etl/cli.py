@@ -22,7 +22,7 @@ from etl.errors import ConfigError, EtlError, LockHeldError
 from etl.migrate import apply_migrations
 from etl.plan import PriceOptions
 from etl.progress import ProgressBar
-from etl.run import EXIT_CODES, EXIT_FAILED, EXIT_LOCKED, RunFailed, execute
+from etl.run import EXIT_FAILED, EXIT_LOCKED, RunFailed, execute, exit_code
 from etl.settings import Settings
 from etl.symbols import MARKETS, check_symbol
 
@@ -238,15 +238,18 @@ def _run(
         sys.exit(EXIT_FAILED)
     bar.close()
     _print_summary(ctx, summary)
-    sys.exit(EXIT_CODES[summary["status"]])
+    sys.exit(exit_code(summary))
 
 
 def _print_summary(ctx: Ctx, summary: dict[str, Any]) -> None:
     if ctx.as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, default=str))
         return
+    status = summary["status"].upper()
+    if summary.get("interrupted_by"):
+        status += f" ({summary['interrupted_by']})"
     lines = [
-        f"{summary.get('command', 'run')} {summary['run_id']}: {summary['status'].upper()} "
+        f"{summary.get('command', 'run')} {summary['run_id']}: {status} "
         f"in {summary.get('seconds', 0)}s, {summary.get('requests', 0)} API requests"
     ]
     if "etfs_listed" in summary:

@@ -53,21 +53,22 @@ def fetch_all(
     window = workers * 2
     pending: set[Future[Fetched]] = set()
     todo = iter(requests)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-        try:
-            while True:
-                while len(pending) < window:
-                    request = next(todo, None)
-                    if request is None:
-                        break
-                    pending.add(pool.submit(request.run, client))
-                if not pending:
-                    return
-                done, pending = wait(pending, timeout=tick, return_when=FIRST_COMPLETED)
-                if not done:
-                    yield None
-                for future in done:
-                    yield future.result()
-        finally:
-            for future in pending:
-                future.cancel()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+    try:
+        while True:
+            while len(pending) < window:
+                request = next(todo, None)
+                if request is None:
+                    break
+                pending.add(pool.submit(request.run, client))
+            if not pending:
+                return
+            done, pending = wait(pending, timeout=tick, return_when=FIRST_COMPLETED)
+            if not done:
+                yield None
+            for future in done:
+                yield future.result()
+    finally:
+        # A consumer that stops early (an interrupt, an error) does not wait
+        # for the requests still in flight: their answers are dropped.
+        pool.shutdown(wait=False, cancel_futures=True)

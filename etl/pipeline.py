@@ -27,7 +27,7 @@ from typing import Any
 
 from etl import sync as jobs
 from etl.plan import PriceOptions
-from etl.run import EXIT_CODES, RunFailed, execute
+from etl.run import RunFailed, execute, exit_code
 from etl.settings import Settings
 from etl.symbols import MARKETS
 from etl.sync import Progress
@@ -41,7 +41,7 @@ class RunResult:
 
     run_id: str
     command: str
-    status: str  # "ok", "partial" or "failed"
+    status: str  # "ok", "partial", "failed" or "interrupted" (SIGINT, SIGTERM)
     snapshot: Path  # the run's own directory
     seconds: float
     requests: int  # API requests made
@@ -61,7 +61,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.status]
+        return exit_code(self.summary)
 
     @property
     def rows_inserted(self) -> int:

@@ -7,6 +7,8 @@ The CLI calls ``execute`` and turns its summary into output and an exit code.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -31,6 +33,50 @@ EXIT_FAILED = 1  # fatal: configuration, database, token; or too many symbols fa
 EXIT_PARTIAL = 3  # completed, but some symbols or an exchange failed
 EXIT_LOCKED = 4  # another sync holds this database's lock
 EXIT_CODES = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}
+# A run stopped by a signal exits as shells report one: 128 + its number.
+EXIT_INTERRUPTED = {"SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
+
+
+def exit_code(summary: dict[str, Any]) -> int:
+    """The exit code a run's summary stands for."""
+    if summary["status"] == "interrupted":
+        return EXIT_INTERRUPTED[summary["interrupted_by"]]
+    return EXIT_CODES[summary["status"]]
+
+
+class Interrupt:
+    """SIGINT and SIGTERM during a run: ask the job to stop, remember which.
+
+    The job stops fetching, loads what already arrived and returns; the run is
+    then recorded as interrupted. A second signal aborts at once. Handlers can
+    only be installed from the main thread; elsewhere this does nothing.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self.signal: str | None = None
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt  # the second one: stop now
+        self.signal = signal.Signals(signum).name
+        self._stop.set()
+        log.warning(
+            "%s: interrupted; no new requests, loading what already arrived "
+            "(send it again to abort at once)",
+            self.signal,
+        )
 
 
 class RunFailed(EtlError):
@@ -100,6 +146,7 @@ def execute(
             progress=progress,
             source=source,
         )
+        interrupt = stack.enter_context(Interrupt(job.stop))
         try:
             summary.update(body(job))
         except Exception as exc:  # recorded whatever it is; only ours become RunFailed
@@ -113,10 +160,23 @@ def execute(
             if isinstance(exc, EtlError):
                 raise RunFailed(exc, summary) from None
             raise
+        if interrupt.signal:
+            summary["status"] = "interrupted"
+            summary["interrupted_by"] = interrupt.signal
+            snap.update_manifest(interrupted=True)
+            log.warning(
+                "interrupted by %s: what arrived is loaded; the next run fetches the rest",
+                interrupt.signal,
+            )
         summary.update(_finish(client, started, summary.get("status", "ok")))
         if job.warnings:
             summary["warnings"] = job.warnings
-        _record(ledger, summary, None)
+        error = (
+            f"interrupted by {interrupt.signal}; what had arrived was loaded"
+            if interrupt.signal
+            else None
+        )
+        _record(ledger, summary, error)
     return summary
 
 

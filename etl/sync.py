@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,15 @@ from etl.normalize import Normalizer, NormalizeResult
 from etl.plan import Plan, PriceOptions, build_plan
 from etl.resume import finish_pending
 from etl.settings import Settings
-from etl.snapshot import FLUSH_SECONDS, RawWriter, Snapshot, fetched_frame
+from etl.snapshot import RawWriter, Snapshot, fetched_frame
 from etl.sqlfiles import query
 from etl.symbols import MARKETS
 
 log = logging.getLogger(__name__)
 
+# How often the extract looks at the stop flag and the age of its buffer while
+# no answer arrives.
+STOP_CHECK_SECONDS = 0.5
 Progress = Callable[[int, int, int], None]  # (symbols done, symbols in all, rows fetched)
 
 
@@ -49,6 +52,7 @@ class Job:
     settings: Settings  # workers, batch_rows, max_failed_share, latest_max_days
     client: TsanghiClient | None = None  # None when replaying
     source: Snapshot | None = None  # the snapshot a replay reads (never written)
+    stop: threading.Event = field(default_factory=threading.Event)  # set: fetch no more
     progress: Progress | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -61,6 +65,8 @@ def sync_lists(job: Job, exchanges: Iterable[str]) -> dict[str, Any]:
     assert job.client is not None
     results: dict[str, dict[str, Any]] = {}
     for exchange in exchanges:
+        if job.stop.is_set():
+            break
         fetched = job.client.etf_list(exchange)  # AuthError ends the run here
         job.snapshot.append_raw("list", [fetched])
         results[exchange] = apply_list(job, fetched_frame([fetched]), exchange)
@@ -144,6 +150,7 @@ class PriceTally:
     rows_rejected: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # symbol -> reason
     done: int = 0
+    not_fetched: int = 0  # requests never made: the run was interrupted
     answers_resumed: int = 0  # answers a run that died left on disk, loaded by this one
     rows_resumed: int = 0  # rows of those answers this run inserted
 
@@ -298,6 +305,8 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     # its rows: symbols holding that day cost nothing, one day behind costs nothing more.
     answers: list[Fetched] = []
     latest: dict[str, date | None] = {}
+    if job.stop.is_set():  # interrupted before planning: fetch nothing
+        options = replace(options, exchanges=(), symbols=())
     if not options.full and options.start is None and not options.symbols:
         for exchange in options.exchanges:
             fetched = job.client.latest(exchange)
@@ -367,8 +376,12 @@ def _extract_prices(
         tally.rows_fetched += fetched.rows
     if (part := writer.flush()) is not None:
         stages.put(part)
-    for fetched in fetch_all(job.client, requests, job.settings.workers, tick=FLUSH_SECONDS):
+    received = 0
+    for fetched in fetch_all(job.client, requests, job.settings.workers, tick=STOP_CHECK_SECONDS):
+        if job.stop.is_set():
+            break  # answers still in flight are dropped; the next run asks again
         if fetched is not None:
+            received += 1
             tally.done += 1
             if fetched.ok:
                 tally.rows_fetched += fetched.rows
@@ -382,6 +395,7 @@ def _extract_prices(
             stages.put(writer.flush())  # type: ignore[arg-type]
     if (part := writer.flush()) is not None:
         stages.put(part)
+    tally.not_fetched = len(requests) - received
 
 
 def _load_failed(job: Job, error: StageError) -> StageError:
@@ -400,6 +414,7 @@ def price_summary(job: Job, plan: Plan, tally: PriceTally, seconds: float) -> di
     total = plan.symbols.height
     attempted = total - plan.up_to_date
     failed = len(tally.failed)
+    attempted -= tally.not_fetched
     if attempted and failed / attempted > job.settings.max_failed_share:
         status = "failed"
     elif failed:
@@ -412,6 +427,7 @@ def price_summary(job: Job, plan: Plan, tally: PriceTally, seconds: float) -> di
         "symbols_ok": attempted - failed,
         "symbols_failed": failed,
         "symbols_up_to_date": plan.up_to_date,
+        "symbols_not_fetched": tally.not_fetched,
         "failed": [{"symbol": s, "reason": r} for s, r in sorted(tally.failed.items())],
         "rows_fetched": tally.rows_fetched,
         "rows_inserted": tally.rows_inserted,

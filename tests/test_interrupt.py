@@ -1,0 +1,161 @@
+"""Ctrl-C and SIGTERM stop the fetching, load what already arrived, record the
+run as interrupted, print the summary and exit 130 or 143: nothing fetched is
+lost, nothing is left half done, and the next run finishes the job."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import adbc_driver_postgresql.dbapi as adbc
+import polars as pl
+import pytest
+from crashhelper import (
+    assert_consistent,
+    assert_same_as,
+    child_env,
+    price_parts,
+    runs,
+    spawn,
+    wait_for,
+)
+from etlfixtures import TOKEN
+
+
+@pytest.fixture
+def db(embedded_pg):
+    database = embedded_pg.create_database()
+    yield database
+    embedded_pg.drop_database(database)
+
+
+def answered_symbols(snapshot: Path) -> set[str]:
+    parts = price_parts(snapshot)
+    if not parts:
+        return set()
+    good = pl.concat(parts).filter(
+        pl.col("error").is_null() & (pl.col("endpoint") == "daily") & (pl.col("rows") > 0)
+    )
+    return {
+        ("SH." if ex == "XSHG" else "SZ.") + t
+        for ex, t in zip(good["exchange"], good["ticker"], strict=True)
+    }
+
+
+def interrupted_run(db, api, data_dir, tmp_path, sig, *, during_load=False):
+    """Start `etl --json sync`, send ``sig`` mid-fetch (or while a load waits on
+    a lock), and return (exit code, summary, snapshot)."""
+    api.latency_ms = 80  # a few seconds of fetching with two workers
+    env = child_env(db.url, api.base_url, TOKEN, data_dir, ETL_BATCH_ROWS="100", ETL_WORKERS="2")
+    log = tmp_path / "interrupted"
+    proc = spawn(["--json", "sync"], env, log)
+    admin = None
+    try:
+        if during_load:
+            wait_for(
+                lambda: db.fetch("SELECT to_regclass('stock_daily_data') IS NOT NULL")[0][0]
+                and db.fetch("SELECT count(*) FROM stock_daily_data")[0][0] > 0,
+                proc=proc,
+            )
+            admin = adbc.connect(db.url, autocommit=False)
+            with admin.cursor() as cur:
+                cur.execute("LOCK TABLE stock_daily_data IN SHARE MODE")
+            wait_for(
+                lambda: db.fetch(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%stock_daily_data%'"
+                )[0][0],
+                proc=proc,
+            )
+        else:
+            wait_for(lambda: api.request_count("daily") >= 4, proc=proc)
+        proc.send_signal(sig)
+        if admin is not None:
+            admin.rollback()  # the waiting load goes on once the lock is gone
+            admin.close()
+            admin = None
+        code = proc.wait(30)
+    finally:
+        if admin is not None:
+            admin.rollback()
+            admin.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = log.with_suffix(".out").read_text()
+    summary = json.loads(out)
+    return code, summary, Path(summary["snapshot"]), log.with_suffix(".err").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sig", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")]
+)
+def test_a_signal_mid_fetch_loads_what_arrived_and_exits_with_its_code(
+    sig, code, name, db, api, universe, etl, data_dir, tmp_path, reference
+):
+    exit_code, s, snapshot, err = interrupted_run(db, api, data_dir, tmp_path, sig)
+    assert exit_code == code, err
+    assert s["status"] == "interrupted" and s["interrupted_by"] == name
+    assert "Aborted!" not in err and "Traceback" not in err
+    assert "interrupted" in err  # the log says what happened and what to do
+    # Everything that arrived is in the table, whole; nothing more.
+    stored = assert_consistent(db, universe, whole=True)
+    arrived = answered_symbols(snapshot)
+    assert arrived and set(stored) == arrived
+    assert s["rows_inserted"] == sum(map(len, stored.values()))
+    assert s["symbols_ok"] < s["symbols_total"]  # it did stop early
+    manifest = json.loads((snapshot / "manifest.json").read_text())
+    assert manifest["loaded"] is True and manifest["interrupted"] is True
+    ((run_id, command, status, error),) = runs(db)
+    assert (run_id, command, status) == (s["run_id"], "sync", "interrupted")
+    assert name in error
+    finished = db.fetch("SELECT finished_at IS NOT NULL FROM etl_runs")[0][0]
+    assert finished
+
+    # The next run asks only for what the interrupted one never received.
+    api.latency_ms = 0
+    seen = len(api.requests)
+    again = etl("sync")
+    assert again.exit_code == 0, again.stderr
+    asked = {
+        ("SH." if r.exchange == "XSHG" else "SZ.") + r.ticker
+        for r in api.requests[seen:]
+        if r.kind == "daily"
+    }
+    assert not asked & arrived
+    assert_same_as(db, universe, reference)
+
+
+@pytest.mark.slow
+def test_a_signal_while_a_load_waits_finishes_that_load(
+    db, api, universe, etl, data_dir, tmp_path, reference
+):
+    exit_code, s, snapshot, err = interrupted_run(
+        db, api, data_dir, tmp_path, signal.SIGINT, during_load=True
+    )
+    assert exit_code == 130, err
+    assert s["status"] == "interrupted"
+    stored = assert_consistent(db, universe, whole=True)
+    assert set(stored) == answered_symbols(snapshot)
+    assert etl("sync").exit_code == 0
+    assert_same_as(db, universe, reference)
+
+
+def test_human_summary_on_ctrl_c(db, api, data_dir, tmp_path):
+    api.latency_ms = 80
+    env = child_env(db.url, api.base_url, TOKEN, data_dir, ETL_WORKERS="2")
+    log = tmp_path / "human"
+    proc = spawn(["sync"], env, log)
+    try:
+        wait_for(lambda: api.request_count("daily") >= 2, proc=proc)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = log.with_suffix(".out").read_text()
+    assert out.startswith("sync ") and ": INTERRUPTED (SIGINT)" in out.splitlines()[0]
+    assert "Aborted!" not in log.with_suffix(".err").read_text()
