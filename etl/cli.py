@@ -46,6 +46,8 @@ Exit codes:
   2  bad usage
   3  partial: some symbols or an exchange failed; everything else loaded
   4  another sync is running on this database (see --wait)
+  130, 143  interrupted by SIGINT or SIGTERM: what had arrived is
+     loaded, the run is recorded as interrupted
 """
 log = logging.getLogger("etl")
 
