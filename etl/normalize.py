@@ -20,6 +20,31 @@ from etl import transform
 from etl.snapshot import REJECTS, TYPED, Snapshot, read_raw
 from etl.symbols import MARKETS
 
+# JSON bodies decoded at once: decoding holds about ten times the text in
+# memory, so a part is decoded in slices of about this size, which bounds the
+# memory of a run by this rather than by --batch-rows.
+SLICE_BYTES = 4_000_000
+
+
+def slices(raw: pl.DataFrame, max_bytes: int = SLICE_BYTES) -> list[pl.DataFrame]:
+    """``raw`` cut between answers into slices of at most ``max_bytes`` of body
+    (an answer larger than that is a slice of its own). The per-exchange day
+    answers stay together in the first slice: the change of one day is computed
+    from the close of the day before, found in the same slice."""
+    by_day = raw.filter(pl.col("endpoint") == "latest")
+    rest = raw.filter(pl.col("endpoint") != "latest")
+    sizes = rest["body"].str.len_bytes().fill_null(0).to_list()
+    out = [by_day] if not by_day.is_empty() else []
+    start, size = 0, 0
+    for i, n in enumerate(sizes):
+        if size and size + n > max_bytes:
+            out.append(rest.slice(start, i - start))
+            start, size = i, 0
+        size += n
+    if start < rest.height:
+        out.append(rest.slice(start))
+    return out or [raw]
+
 
 @dataclass(frozen=True)
 class NormalizeResult:
@@ -53,17 +78,19 @@ class Normalizer:
                 pl.col("error").is_not_null() & (pl.col("endpoint") == "daily")
             ).iter_rows(named=True)
         }
-        result = transform.daily_rows(raw, self.context, self.end)
-        typed = self.out.append(TYPED, result.rows) if not result.rows.is_empty() else None
-        if not result.rejects.is_empty():
-            self.out.append(REJECTS, result.rejects)
+        results = [transform.daily_rows(s, self.context, self.end) for s in slices(raw)]
+        rows = pl.concat([r.rows for r in results], how="vertical")
+        rejects = pl.concat([r.rejects for r in results], how="vertical")
+        typed = self.out.append(TYPED, rows) if not rows.is_empty() else None
+        if not rejects.is_empty():
+            self.out.append(REJECTS, rejects)
         return NormalizeResult(
             raw=raw_path,
             typed=typed,
             answers=raw.height,
             rows_fetched=int(good["rows"].sum()),
-            rows=result.rows.height,
-            rejected=result.rejects.height,
+            rows=rows.height,
+            rejected=rejects.height,
             failed=failed,
             seconds=time.monotonic() - started,
         )

@@ -393,3 +393,20 @@ def test_plan_serves_the_pack_by_day_and_sends_laggards_per_ticker():
     assert p.days == {"XSHE": [date(2024, 1, 9), date(2024, 1, 10)]}
     assert [r.day for r in p.requests if r.endpoint == "latest"] == [date(2024, 1, 9)]
     assert p.symbols.filter(pl.col("by_day")).height == 6  # the pack and the one ahead of it
+
+
+def test_a_part_is_normalized_in_slices_with_the_day_answers_together():
+    from etl.normalize import slices
+
+    tickers = [f"51005{i}" for i in range(6)]
+    answers = [raw("XSHG", [day("2024-01-02", 1.0, ticker=t)], ticker=t) for t in tickers]
+    days = [
+        raw("XSHG", [day(d, 1.0, ticker=t) for t in tickers], ticker=None, endpoint="latest")
+        for d in ("2024-01-03", "2024-01-04")
+    ]
+    frame = pl.concat([answers[0], days[0], *answers[1:], days[1]])
+    size = answers[0]["body"].str.len_bytes()[0]
+    cut = slices(frame, max_bytes=2 * size)
+    assert [s["endpoint"].to_list() for s in cut] == [["latest", "latest"]] + [["daily"] * 2] * 3
+    assert pl.concat(cut).sort("body").equals(frame.sort("body"))  # nothing lost or doubled
+    assert [s.height for s in slices(frame, max_bytes=1)] == [2, 1, 1, 1, 1, 1, 1]
