@@ -64,7 +64,7 @@ class NormalizeResult:
 class Normalizer:
     """The per-run inputs of the price transform."""
 
-    context: pl.DataFrame  # transform.PLAN_SCHEMA: the symbols wanted, their last close
+    context: pl.DataFrame  # PLAN_SCHEMA: the symbols wanted, their last close
     end: date  # the run's last trade date
     out: Snapshot  # where typed parts and rejects go
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from etl import transform
 from etl.calendar import shanghai_today
 from etl.errors import EtlError
 from etl.extract import Request
 from etl.normalize import Normalizer
+from etl.schema import PLAN_SCHEMA
 from etl.snapshot import Snapshot
 from etl.sqlfiles import query
 
@@ -86,7 +86,7 @@ def finish_pending(job: Job, tally: PriceTally) -> Answered:
             continue
         end = manifest.get("options", {}).get("end")
         normalizer = Normalizer(
-            plan.cast(transform.PLAN_SCHEMA),
+            plan.cast(PLAN_SCHEMA),
             date.fromisoformat(end) if end else shanghai_today(),
             job.snapshot,
         )

@@ -33,19 +33,8 @@ import polars as pl
 
 from etl.api import Fetched
 from etl.errors import ConfigError, SnapshotError
+from etl.schema import RAW_SCHEMA
 
-RAW_SCHEMA: dict[str, pl.DataType] = {
-    "endpoint": pl.String(),  # list, daily or latest
-    "exchange": pl.String(),
-    "ticker": pl.String(),  # the ticker requested (daily only)
-    "params": pl.String(),  # request parameters as JSON, token excluded
-    "fetched_at": pl.Datetime("us", "UTC"),
-    "attempts": pl.Int32(),
-    "http_status": pl.Int32(),
-    "rows": pl.Int64(),  # len(data) of a good answer
-    "error": pl.String(),  # why the request failed in the end; null when good
-    "body": pl.String(),  # the response text as received
-}
 KINDS = ("list", "prices")
 TYPED = "typed"
 REJECTS = "rejects"

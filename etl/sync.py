@@ -28,6 +28,7 @@ from etl.load import Loader, LoadResult, etf_context
 from etl.normalize import Normalizer, NormalizeResult
 from etl.plan import Plan, PriceOptions, build_plan
 from etl.resume import finish_pending
+from etl.schema import PLAN_SCHEMA
 from etl.settings import Settings
 from etl.snapshot import RawWriter, Snapshot, fetched_frame
 from etl.sqlfiles import query
@@ -475,7 +476,7 @@ def replay(job: Job) -> dict[str, Any]:
         started = time.monotonic()
         tally = PriceTally()
         options = manifest.get("options", {})
-        context = plan_frame.cast(transform.PLAN_SCHEMA)
+        context = plan_frame.cast(PLAN_SCHEMA)
         normalizer = Normalizer(context, _end_of(manifest), job.snapshot)
         stages = Stages(job, normalizer, bool(options.get("overwrite")), tally)
         stages.run(price_parts)

@@ -14,60 +14,18 @@ from datetime import date
 
 import polars as pl
 
+from etl.schema import (  # noqa: F401 - re-exported: the transform's vocabulary
+    DAILY_SCHEMA,
+    LIST_SCHEMA,
+    PCT,
+    PLAN_SCHEMA,
+    PRICE,
+    REJECT_SCHEMA,
+    TS,
+    TURNOVER,
+    VALUE_COLUMNS,
+)
 from etl.symbols import MARKETS, TICKER_RE
-
-PRICE = pl.Decimal(10, 4)
-TURNOVER = pl.Decimal(20, 2)
-PCT = pl.Decimal(8, 4)
-TS = pl.Datetime("us")  # naive: trade dates are China dates at midnight, no zone
-
-# Column order and types of stock_daily_data as this tool writes it.
-DAILY_SCHEMA: dict[str, pl.DataType] = {
-    "trade_date": TS,
-    "symbol": pl.String(),
-    "stock_name": pl.String(),
-    "close_price": PRICE,
-    "open_price": PRICE,
-    "high_price": PRICE,
-    "low_price": PRICE,
-    "volume": pl.Int64(),
-    "turnover": TURNOVER,
-    "price_change": PRICE,
-    "price_change_pct": PCT,
-    "premium_rate": PCT,
-    "market_code": pl.String(),
-}
-VALUE_COLUMNS = [c for c in DAILY_SCHEMA if c not in ("trade_date", "symbol")]
-
-# The ETF-list columns of stock_info this tool owns.
-LIST_SCHEMA: dict[str, pl.DataType] = {
-    "symbol": pl.String(),
-    "stock_code": pl.String(),
-    "market_code": pl.String(),
-    "stock_name": pl.String(),
-    "stock_type": pl.String(),
-    "is_active": pl.String(),
-    "is_etf": pl.String(),
-}
-
-# Per-symbol context for the daily transform (see plan.py): the name to store
-# and the last close before the fetched range, for the first price_change.
-PLAN_SCHEMA: dict[str, pl.DataType] = {
-    "symbol": pl.String(),
-    "stock_name": pl.String(),
-    "prev_date": TS,
-    "prev_close": PRICE,
-    "by_day": pl.Boolean(),  # served by /daily/latest answers rather than its own range
-}
-
-REJECT_SCHEMA: dict[str, pl.DataType] = {
-    "endpoint": pl.String(),
-    "exchange": pl.String(),
-    "ticker": pl.String(),
-    "trade_date": pl.String(),
-    "reason": pl.String(),
-    "row": pl.String(),  # the raw row as JSON text
-}
 
 DAILY_FIELDS = ["ticker", "date", "open", "high", "low", "close", "volume"]
 LIST_FIELDS = ["ticker", "name", "is_active", "exchange_code", "country_code", "currency_code"]

@@ -1,0 +1,81 @@
+"""Every frame schema of the tool, in one place: what each stage writes and reads.
+
+- ``RAW_SCHEMA``: extract's raw parts, one row per API answer (``kind=*/``).
+- ``DAILY_SCHEMA``: normalize's typed parts (``typed/``), exactly the column
+  types of ``stock_daily_data`` that load COPYs (gotchas.md: COPY sends Arrow
+  types as they are, so these must match the table).
+- ``LIST_SCHEMA``: the columns of ``stock_info`` the ETF lists own.
+- ``PLAN_SCHEMA``: ``plan.parquet``, the per-symbol context of a price run.
+- ``REJECT_SCHEMA``: ``rejects/``, rows refused with a reason.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+PRICE = pl.Decimal(10, 4)
+TURNOVER = pl.Decimal(20, 2)
+PCT = pl.Decimal(8, 4)
+TS = pl.Datetime("us")  # naive: trade dates are China dates at midnight, no zone
+
+# Column order and types of stock_daily_data as this tool writes it.
+DAILY_SCHEMA: dict[str, pl.DataType] = {
+    "trade_date": TS,
+    "symbol": pl.String(),
+    "stock_name": pl.String(),
+    "close_price": PRICE,
+    "open_price": PRICE,
+    "high_price": PRICE,
+    "low_price": PRICE,
+    "volume": pl.Int64(),
+    "turnover": TURNOVER,
+    "price_change": PRICE,
+    "price_change_pct": PCT,
+    "premium_rate": PCT,
+    "market_code": pl.String(),
+}
+VALUE_COLUMNS = [c for c in DAILY_SCHEMA if c not in ("trade_date", "symbol")]
+
+# The ETF-list columns of stock_info this tool owns.
+LIST_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "stock_code": pl.String(),
+    "market_code": pl.String(),
+    "stock_name": pl.String(),
+    "stock_type": pl.String(),
+    "is_active": pl.String(),
+    "is_etf": pl.String(),
+}
+
+# Per-symbol context for the daily transform (see plan.py): the name to store
+# and the last close before the fetched range, for the first price_change.
+PLAN_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "stock_name": pl.String(),
+    "prev_date": TS,
+    "prev_close": PRICE,
+    "by_day": pl.Boolean(),  # served by /daily/latest answers rather than its own range
+}
+
+REJECT_SCHEMA: dict[str, pl.DataType] = {
+    "endpoint": pl.String(),
+    "exchange": pl.String(),
+    "ticker": pl.String(),
+    "trade_date": pl.String(),
+    "reason": pl.String(),
+    "row": pl.String(),  # the raw row as JSON text
+}
+
+# One row per API answer, as received; never the token.
+RAW_SCHEMA: dict[str, pl.DataType] = {
+    "endpoint": pl.String(),  # list, daily or latest
+    "exchange": pl.String(),
+    "ticker": pl.String(),  # the ticker requested (daily only)
+    "params": pl.String(),  # request parameters as JSON, token excluded
+    "fetched_at": pl.Datetime("us", "UTC"),
+    "attempts": pl.Int32(),
+    "http_status": pl.Int32(),
+    "rows": pl.Int64(),  # len(data) of a good answer
+    "error": pl.String(),  # why the request failed in the end; null when good
+    "body": pl.String(),  # the response text as received
+}
