@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -230,9 +231,10 @@ class Cli:
     ) -> CliRun:
         """`etl --json <args>` as a subprocess; its summary, wall time and peak RSS.
 
-        os.wait4 gives the rusage of exactly this child, so its ru_maxrss is the
-        peak of the etl process alone (the API server and PostgreSQL are not its
-        children).
+        The peak is the child's own VmHWM (/proc/<pid>/status), read until it
+        exits. Not ru_maxrss: Linux carries the parent's resident size at fork
+        into the child's ru_maxrss, and this process holds millions of rows
+        once it has measured the floor.
         """
         self._n += 1
         stem = self.log_dir / f"{self._n:02d}-{args[0]}"
@@ -242,8 +244,10 @@ class Cli:
             proc = subprocess.Popen(
                 argv, stdout=out, stderr=err, env={**self.env, **(env or {})}, cwd=REPO
             )
+            peak = PeakRss(proc.pid)
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - started
+            peak.stop()
         proc.returncode = code = os.waitstatus_to_exitcode(status)
         text = Path(f"{stem}.out").read_text().strip()
         try:
@@ -254,7 +258,33 @@ class Cli:
             tail = Path(f"{stem}.err").read_text()[-2000:]
             raise BenchError(f"`etl {' '.join(args)}` exited with {code}:\n{tail}")
         cpu = usage.ru_utime + usage.ru_stime
-        return CliRun(summary, wall, usage.ru_maxrss / 1024, code, cpu)
+        return CliRun(summary, wall, peak.mb, code, cpu)
+
+
+class PeakRss:
+    """Polls a process's VmHWM (its peak resident set since exec) until stopped."""
+
+    def __init__(self, pid: int, every: float = 0.02) -> None:
+        self._path = Path(f"/proc/{pid}/status")
+        self._every = every
+        self.mb = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._done.is_set():
+            try:
+                for line in self._path.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.mb = max(self.mb, int(line.split()[1]) / 1024)
+            except (OSError, ValueError):  # exited (a zombie has no VmHWM line)
+                pass
+            self._done.wait(self._every)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 # -- CPU accounting --------------------------------------------------------------
@@ -750,7 +780,7 @@ def run(args: argparse.Namespace, report: Report, scratch: Path) -> None:
                 "MB",
                 "<= 1024 MB",
                 backfill.max_rss_mb <= 1024,
-                "max RSS of the `etl --json sync` process of 1a (os.wait4 rusage)",
+                "peak RSS (VmHWM) of the `etl --json sync` process of 1a",
             )
         )
         catch_up(api, db, cli, report)
@@ -792,7 +822,7 @@ def catch_up(api: ApiServer, db: Any, cli: Cli, report: Report) -> None:
             "<= 400 MB",
             run.max_rss_mb <= 400,
             f"advance {CATCH_UP_DAYS} trading days, delete every row of the {count} ETFs "
-            "with the oldest histories, then etl --json sync  (max RSS, os.wait4 rusage)",
+            "with the oldest histories, then etl --json sync  (peak RSS, VmHWM)",
             f"{c['rows_inserted']:,} rows inserted ({count} histories since {since}), "
             f"{c['requests']:,} API requests, {run.wall:.1f} s",
         )
