@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import polars as pl
 import requests
@@ -163,6 +164,8 @@ class TsanghiClient:
         self._limiter.wait()
         with self._count_lock:
             self.requests_made += 1
+        # -v shows every request; the token is added below, never logged.
+        log.debug("GET %s%s%s", self._base, path, "?" + urlencode(params) if params else "")
         try:
             resp = self._session.get(
                 self._base + path, params={**params, "token": self._token}, timeout=self._timeout

@@ -7,22 +7,23 @@ loaded) · 4 another sync holds the database's lock · 2 bad usage.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import click
 
-from etl import queries, sync
-from etl.db import open_database
+from etl import export as exporter
+from etl import jsonout, queries, read, retention, sync
+from etl.db import mask_url, open_database
 from etl.errors import ConfigError, EtlError, LockHeldError
 from etl.migrate import apply_migrations
 from etl.plan import PriceOptions
 from etl.progress import ProgressBar
-from etl.run import EXIT_FAILED, EXIT_LOCKED, RunFailed, execute, exit_code
+from etl.run import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, RunFailed, execute, exit_code
 from etl.settings import Settings
 from etl.symbols import MARKETS, check_symbol
 
@@ -43,17 +44,21 @@ Exit codes:
   0  ok
   1  failed: configuration, database or token error, or more than
      --max-failed-share of the symbols failed (what loaded is kept)
-  2  bad usage
+  2  bad usage (unknown option, invalid value)
   3  partial: some symbols or an exchange failed; everything else loaded
   4  another sync is running on this database (see --wait)
   130, 143  interrupted by SIGINT or SIGTERM: what had arrived is
      loaded, the run is recorded as interrupted
+
+\b
+--json, -q and -v go before or after the command. With --json every outcome,
+errors included, is one JSON object on stdout.
 """
 log = logging.getLogger("etl")
 
 
 class Ctx:
-    def __init__(self, as_json: bool, quiet: bool, verbose: int) -> None:
+    def __init__(self, as_json: bool = False, quiet: bool = False, verbose: int = 0) -> None:
         self.as_json, self.quiet, self.verbose = as_json, quiet, verbose
 
 
@@ -67,35 +72,164 @@ def _setup_logging(quiet: bool, verbose: int) -> None:
     root.propagate = False  # only our own loggers: urllib3 would log URLs with the token
 
 
-@click.group(help=GROUP_HELP + EXIT_HELP)
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print the run summary as one JSON object on stdout."
+class Fatal(click.ClickException):
+    """A run that could not start or finish: exit 1, `Error: ...` (or JSON)."""
+
+    exit_code = EXIT_FAILED
+
+
+class Locked(click.ClickException):
+    """Another sync holds the database's lock: exit 4."""
+
+    exit_code = EXIT_LOCKED
+
+
+# The JSON "status" of an outcome that has no run summary, by exit code.
+_ERROR_STATUS = {EXIT_FAILED: "failed", 2: "usage_error", EXIT_LOCKED: "locked"}
+
+
+def _error_object(message: str, exit_code: int) -> str:
+    status = _ERROR_STATUS.get(exit_code, "failed")
+    return jsonout.dumps({"status": status, "exit_code": exit_code, "error": message})
+
+
+def _wants_json(args: Sequence[str]) -> bool:
+    """Whether --json was given anywhere, before `--`: known before click parses a thing,
+    so that a usage error is reported as JSON too."""
+    args = list(args)
+    head = args[: args.index("--")] if "--" in args else args
+    return "--json" in head
+
+
+class EtlGroup(click.Group):
+    """A group whose errors become one JSON object on stdout when --json is given."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode or not _wants_json(argv):
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(argv, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            click.echo(_error_object(exc.format_message(), exc.exit_code))
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo(_error_object("aborted", EXIT_FAILED))
+            click.echo("Aborted!", err=True)
+            sys.exit(EXIT_FAILED)
+        except Exception as exc:  # a bug: still one JSON object, then the traceback
+            click.echo(_error_object(mask_url(f"{type(exc).__name__}: {exc}"), EXIT_FAILED))
+            raise
+        sys.exit(result if isinstance(result, int) else EXIT_OK)
+
+
+def _set_global(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """--json, -q, -v: the same flags at the group and at every command."""
+    if value:
+        obj = ctx.ensure_object(Ctx)
+        if param.name == "as_json":
+            obj.as_json = True
+        elif param.name == "quiet":
+            obj.quiet = True
+        elif param.name == "verbose":
+            obj.verbose += value
+        _setup_logging(obj.quiet, obj.verbose)
+    return value
+
+
+def _global_options(fn: Any) -> Any:
+    for decorator in reversed(
+        [
+            click.option(
+                "--json",
+                "as_json",
+                is_flag=True,
+                expose_value=False,
+                is_eager=True,
+                callback=_set_global,
+                help="Print the outcome as one JSON object on stdout.",
+            ),
+            click.option(
+                "-q",
+                "--quiet",
+                is_flag=True,
+                expose_value=False,
+                is_eager=True,
+                callback=_set_global,
+                help="No progress bar and only warnings on stderr.",
+            ),
+            click.option(
+                "-v",
+                "--verbose",
+                count=True,
+                expose_value=False,
+                is_eager=True,
+                callback=_set_global,
+                help="Show the plan, each request (no token) and the target database.",
+            ),
+        ]
+    ):
+        fn = decorator(fn)
+    return fn
+
+
+@click.group(
+    cls=EtlGroup,
+    help=GROUP_HELP + EXIT_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and only warnings on stderr.")
-@click.option("-v", "--verbose", count=True, help="More detail in the log lines.")
+@_global_options
 @click.version_option(package_name="etf-sync")
 @click.pass_context
-def cli(ctx: click.Context, as_json: bool, quiet: bool, verbose: int) -> None:
+def cli(ctx: click.Context) -> None:
     """Keep a PostgreSQL database of Chinese ETFs current from the Tsanghi API."""
-    _setup_logging(quiet, verbose)
-    ctx.obj = Ctx(as_json, quiet, verbose)
+    obj = ctx.ensure_object(Ctx)
+    _setup_logging(obj.quiet, obj.verbose)
 
 
 def _settings(**flags: Any) -> Settings:
     try:
         return Settings.from_env(**flags)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Fatal(str(exc)) from None
 
 
-def _common(fn: Any) -> Any:
-    fn = click.option(
+def _data_dir_option(fn: Any) -> Any:
+    return click.option(
         "--data-dir",
         type=click.Path(path_type=Path),
         help="Snapshots and the embedded database [env ETL_DATA_DIR; ./data].",
     )(fn)
+
+
+def _read_database(settings: Settings) -> Any:
+    """The database a read command works on. A read never creates the embedded one:
+    where there is none yet, say how to make it (or where the demo's is)."""
+    pg = settings.data_dir / "pg"
+    if settings.database_url is None and not pg.is_dir():
+        hint = "run 'etl sync' (make sync-etf) first, or set DATABASE_URL"
+        demo = settings.data_dir / "demo" / "pg"
+        if demo.is_dir():
+            hint += (
+                f"; the demo's database is in {demo.parent}: "
+                f"ETL_DATA_DIR={demo.parent} etl status (or make status ETL_DATA_DIR={demo.parent})"
+            )
+        raise Fatal(f"no database yet: {pg} does not exist; {hint}")
+    return open_database(settings.database_url, settings.data_dir)
+
+
+def _common(fn: Any) -> Any:
+    fn = _data_dir_option(fn)
     fn = click.option("--base-url", help="API base URL [env TSANGHI_BASE_URL].")(fn)
-    return fn
+    return _global_options(fn)
 
 
 def _sync_options(fn: Any) -> Any:
@@ -227,25 +361,35 @@ def _run(
             progress=bar.update,
         )
     except LockHeldError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_LOCKED)
+        bar.close()
+        raise Locked(str(exc)) from None
     except RunFailed as exc:
         bar.close()
-        _print_summary(ctx, exc.summary)
+        _print_summary(ctx, exc.summary)  # the summary carries the error
         click.echo(f"Error: {exc.error}", err=True)
         sys.exit(EXIT_FAILED)
     except EtlError as exc:
         bar.close()
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
+        raise Fatal(str(exc)) from None
     bar.close()
+    _apply_retention(settings)
     _print_summary(ctx, summary)
     sys.exit(exit_code(summary))
 
 
+def _apply_retention(settings: Settings) -> None:
+    """ETL_KEEP_DAYS / ETL_KEEP_SNAPSHOTS after a run; never fails the run."""
+    if settings.keep_days is None and settings.keep_snapshots is None:
+        return
+    try:
+        retention.prune(settings.raw_dir, settings.keep_days, settings.keep_snapshots)
+    except (EtlError, OSError) as exc:
+        log.warning("snapshot retention: %s", exc)
+
+
 def _print_summary(ctx: Ctx, summary: dict[str, Any]) -> None:
     if ctx.as_json:
-        click.echo(json.dumps(summary, ensure_ascii=False, default=str))
+        click.echo(jsonout.dumps(summary))
         return
     status = summary["status"].upper()
     if summary.get("interrupted_by"):
@@ -285,18 +429,22 @@ def _print_summary(ctx: Ctx, summary: dict[str, Any]) -> None:
 
 @cli.command()
 @_common
-def migrate(data_dir: Path | None, base_url: str | None) -> None:
+@click.pass_obj
+def migrate(ctx: Ctx, data_dir: Path | None, base_url: str | None) -> None:
     """Create or upgrade the schema (sql/migrations), one line per applied file.
 
     Example: DATABASE_URL=postgresql://user@host/db etl migrate
     """
     settings = _settings(data_dir=data_dir, base_url=base_url)
+    echo = log.info if ctx.as_json else click.echo
     try:
         with open_database(settings.database_url, settings.data_dir) as db:
-            click.echo(f"Database: {db.display_url}")
-            apply_migrations(db, echo=click.echo)
+            echo(f"Database: {db.display_url}")
+            applied = apply_migrations(db, echo=echo)
     except EtlError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Fatal(str(exc)) from None
+    if ctx.as_json:
+        click.echo(jsonout.dumps({"status": "ok", "database": db.display_url, "applied": applied}))
 
 
 @cli.command("sync-list")
@@ -381,14 +529,15 @@ def _describe(opts: PriceOptions) -> dict[str, Any]:
 @click.option(
     "--wait", is_flag=True, help="Wait for a running sync to finish instead of exiting with 4."
 )
-@click.option("--data-dir", type=click.Path(path_type=Path), help="[env ETL_DATA_DIR; ./data].")
+@_data_dir_option
+@_global_options
 @click.pass_obj
 def replay(ctx: Ctx, snapshot: Path, wait: bool, data_dir: Path | None) -> None:
     """Load a snapshot directory again, with no API calls.
 
     Rebuilds the rows the run that wrote it loaded; safe to repeat.
 
-    Example: etl replay data/raw/20261126T103000Z-1a2b3c
+    Example: etl replay data/raw/20261126T103000Z-1a2b3c --json
     """
     _run(
         ctx,
@@ -402,7 +551,8 @@ def replay(ctx: Ctx, snapshot: Path, wait: bool, data_dir: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), help="[env ETL_DATA_DIR; ./data].")
+@_data_dir_option
+@_global_options
 @click.pass_obj
 def status(ctx: Ctx, data_dir: Path | None) -> None:
     """ETF counts by market, freshness, and the last runs.
@@ -411,25 +561,19 @@ def status(ctx: Ctx, data_dir: Path | None) -> None:
     """
     settings = _settings(data_dir=data_dir)
     try:
-        with open_database(settings.database_url, settings.data_dir) as db:
+        with _read_database(settings) as db:
             apply_migrations(db, echo=log.debug)
             counts, runs = queries.etf_counts(db), queries.recent_runs(db)
     except EtlError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Fatal(str(exc)) from None
     if ctx.as_json:
-        click.echo(
-            json.dumps(
-                {"markets": counts.to_dicts(), "runs": runs.to_dicts()},
-                ensure_ascii=False,
-                default=str,
-            )
-        )
+        click.echo(jsonout.dumps({"status": "ok", "markets": counts, "runs": runs}))
         return
     click.echo("ETFs by market:")
     if counts.is_empty():
         click.echo("  none yet: run 'make sync-etf' (or 'etl sync')")
     for row in counts.iter_rows(named=True):
-        latest = row["latest_trade_date"].date() if row["latest_trade_date"] else "-"
+        latest = row["latest_trade_date"] or "-"
         click.echo(
             f"  {row['market_code']}: {row['active']} active, {row['inactive']} inactive; "
             f"latest trade date {latest}, {row['behind']} active ETFs behind it"
@@ -439,10 +583,153 @@ def status(ctx: Ctx, data_dir: Path | None) -> None:
         click.echo("  none")
     for row in runs.iter_rows(named=True):
         error = f"  {row['error']}" if row["error"] else ""
+        started = f"{row['started']:%Y-%m-%d %H:%M:%S}" if row["started"] else "-"
         click.echo(
-            f"  {row['started']}  {row['command']:<11} {row['status']:<8} {row['run_id']}"
+            f"  {started}  {row['command']:<11} {row['status']:<8} {row['run_id']}"
             f"  {row['seconds'] if row['seconds'] is not None else '-'}s{error}"
         )
+
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+@cli.command("query")
+@click.argument("sql")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="Output format [table; json with --json]. parquet needs -o.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
+@_data_dir_option
+@_global_options
+@click.pass_obj
+def query_cmd(
+    ctx: Ctx, sql: str, fmt: str | None, output: Path | None, data_dir: Path | None
+) -> None:
+    """Run one read-only SQL query on the configured database and print the rows.
+
+    Works on the embedded database too. Decimals stay exact (NUMERIC(10,4) shows
+    4 places at most, never a float); the session is read-only.
+
+    Example: etl query "SELECT symbol, stock_name FROM stock_info WHERE is_etf = 'Y' ORDER BY symbol LIMIT 5"
+    """
+    fmt = fmt or ("json" if ctx.as_json else "table")
+    if fmt == "parquet" and output is None:
+        raise click.BadParameter("parquet output needs -o FILE", param_hint="--format")
+    settings = _settings(data_dir=data_dir)
+    try:
+        with _read_database(settings) as db:
+            frame = read.query(db, sql)
+    except EtlError as exc:
+        raise Fatal(str(exc)) from None
+    _write_frame(frame, fmt, output)
+    if output is not None and ctx.as_json and fmt != "json":
+        click.echo(jsonout.dumps({"status": "ok", "rows": frame.height, "output": output}))
+
+
+def _write_frame(frame: Any, fmt: str, output: Path | None) -> None:
+    if fmt == "parquet":
+        assert output is not None
+        frame.write_parquet(output)
+        return
+    if fmt == "csv":
+        text = frame.write_csv()
+    elif fmt == "json":
+        text = jsonout.dumps({"status": "ok", "columns": frame.columns, "rows": frame}) + "\n"
+    else:
+        import polars as pl
+
+        with pl.Config(
+            tbl_rows=-1,
+            tbl_cols=-1,
+            tbl_hide_dataframe_shape=True,
+            tbl_hide_column_data_types=True,
+            tbl_formatting="ASCII_MARKDOWN",
+            fmt_str_lengths=200,
+            tbl_width_chars=10_000,
+        ):
+            text = f"{frame}\n({frame.height} rows)\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@cli.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--full", is_flag=True, help="Write every partition again.")
+@_data_dir_option
+@_global_options
+@click.pass_obj
+def export_cmd(ctx: Ctx, directory: Path, full: bool, data_dir: Path | None) -> None:
+    """Write the ETF daily rows as Parquet, partitioned by exchange and year.
+
+    DIRECTORY/exchange=XSHG/year=2024/data.parquet and so on, exact decimals.
+    Incremental: only partitions whose rows changed since the last export are
+    written again (DIRECTORY/_export.json records what each was written from).
+    Read it with polars: pl.scan_parquet("DIRECTORY/**/*.parquet", hive_partitioning=True).
+
+    Example: etl export data/export
+    """
+    settings = _settings(data_dir=data_dir)
+    try:
+        with _read_database(settings) as db:
+            result = exporter.export(db, directory, full=full)
+    except EtlError as exc:
+        raise Fatal(str(exc)) from None
+    if ctx.as_json:
+        click.echo(jsonout.dumps(result.as_dict()))
+        return
+    click.echo(
+        f"export {directory}: {len(result.written)} partitions written "
+        f"({result.rows_written:,} rows), {len(result.unchanged)} unchanged, "
+        f"{len(result.removed)} removed"
+    )
+
+
+@cli.command()
+@click.option("--keep-days", type=click.IntRange(0), help="Keep snapshots younger than N days.")
+@click.option("--keep", type=click.IntRange(0), help="Keep the N newest snapshots.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@_data_dir_option
+@_global_options
+@click.pass_obj
+def prune(
+    ctx: Ctx, keep_days: int | None, keep: int | None, dry_run: bool, data_dir: Path | None
+) -> None:
+    """Remove old snapshot directories under ETL_DATA_DIR/raw.
+
+    A snapshot goes when it is older than --keep-days and not among the --keep
+    newest. Never removed: the newest one, and any whose manifest.json does not
+    say "loaded": true (a run still going, or one waiting for etl replay).
+    Without options: ETL_KEEP_DAYS / ETL_KEEP_SNAPSHOTS, also applied after every sync.
+
+    Example: etl prune --keep-days 30 --keep 10
+    """
+    settings = _settings(data_dir=data_dir)
+    if keep_days is None and keep is None:
+        keep_days, keep = settings.keep_days, settings.keep_snapshots
+    try:
+        result = retention.prune(settings.raw_dir, keep_days, keep, dry_run=dry_run)
+    except EtlError as exc:
+        raise Fatal(str(exc)) from None
+    if ctx.as_json:
+        click.echo(jsonout.dumps({**result.as_dict(), "dry_run": dry_run}))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for path in result.removed:
+        click.echo(f"{verb} {path}")
+    click.echo(
+        f"{verb} {len(result.removed)} snapshots ({result.bytes_freed / 1e6:,.1f} MB), "
+        f"kept {result.kept} ({result.kept_unloaded} not known to be loaded)"
+    )
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ date; an incremental run asks from the day after it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -16,6 +17,8 @@ from etl.errors import ConfigError
 from etl.extract import Request
 from etl.symbols import EXCHANGES, MARKETS
 from etl.transform import PLAN_SCHEMA
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,4 +133,13 @@ def build_plan(
             )
     schema = {**frame.schema, "by_day": pl.Boolean}
     symbols = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+    by_day = sum(1 for r in rows if r["by_day"])
+    log.debug(
+        "plan: %d ETFs: %d up to date, %d by range (one /daily request each), %d by day (%s)",
+        len(rows),
+        up_to_date,
+        len(rows) - up_to_date - by_day,
+        by_day,
+        "; ".join(f"{ex} {len(d)} day(s) from {d[0]}" for ex, d in days.items() if d) or "none",
+    )
     return Plan(symbols, requests, up_to_date, days)

@@ -1,44 +1,72 @@
-"""A one-line progress display for long fetches, on a terminal only.
+"""Progress of a long fetch: click's own progress bar, on a terminal only.
 
-Cron and pipes get log lines instead; --quiet and --json turn it off.
+It is drawn on stderr and sized to the width of the terminal stderr is on, so
+every update rewrites one line (click sizes an automatic bar by stdout, which
+is a pipe under `etl sync | tee`). Cron and pipes get log lines instead;
+--quiet and --json turn it off.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from typing import Any
+
+import click
+
+_MIN_BAR = 10
 
 
 class ProgressBar:
     def __init__(self, enabled: bool = True, label: str = "prices") -> None:
-        self._on = enabled and sys.stderr.isatty()
+        self._file = sys.stderr
+        self._on = enabled and self._file.isatty()
         self._label = label
         self._started = time.monotonic()
-        self._last = 0.0
-        self._shown = False
+        self._bar: Any = None
+        self._done = 0
+
+    def _columns(self) -> int:
+        try:  # a terminal that does not know its size says 0
+            return os.get_terminal_size(self._file.fileno()).columns or 80
+        except (OSError, ValueError):
+            return 80
 
     def update(self, done: int, total: int, rows: int) -> None:
-        if not self._on:
+        if not self._on or total <= 0:
             return
-        now = time.monotonic()
-        if now - self._last < 0.2 and done < total:
-            return
-        self._last = now
-        elapsed = max(now - self._started, 1e-6)
-        rate = rows / elapsed
+        if self._bar is None:
+            self._bar = click.progressbar(
+                length=total,
+                label=self._label,
+                file=self._file,
+                show_pos=True,
+                show_percent=False,
+                show_eta=False,  # shown in the info text, labelled
+                width=_MIN_BAR,
+                bar_template="%(label)s [%(bar)s] %(info)s",
+                item_show_func=lambda info: info,
+                update_min_steps=1,
+            )
+            self._bar.__enter__()
+        elapsed = max(time.monotonic() - self._started, 1e-6)
         eta = (total - done) * elapsed / done if done else 0
-        width = 24
-        filled = int(width * done / total) if total else width
-        line = (
-            f"\r{self._label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} ETFs "
-            f"{rows:,} rows {rate:,.0f} rows/s ETA {int(eta // 60)}:{int(eta % 60):02d} "
-        )
-        sys.stderr.write(line)
-        sys.stderr.flush()
-        self._shown = True
+        info = f"ETFs {rows:,} rows {rows / elapsed:,.0f} rows/s ETA {int(eta // 60)}:{int(eta % 60):02d}"
+        bar = self._bar
+        bar.current_item = info
+        # Fit the line to the terminal: measure it without a bar, give the bar what is left.
+        bar.width = 0
+        clutter = len(bar.format_progress_line())
+        bar.width = max(0, self._columns() - clutter - 1)
+        if bar.width < _MIN_BAR:  # a narrow terminal: drop the rates, keep the count
+            bar.current_item = "ETFs"
+            bar.width = max(0, self._columns() - len(bar.format_progress_line()) - 1)
+        bar.max_width = None  # never pad to an earlier, wider line
+        bar.update(done - self._done, bar.current_item)
+        self._done = done
 
     def close(self) -> None:
-        if self._shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-            self._shown = False
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None

@@ -112,6 +112,7 @@ def execute(
     Snapshot.check_writable(settings.raw_dir)
     with ExitStack() as stack:
         db = stack.enter_context(open_database(settings.database_url, settings.data_dir))
+        log.debug("target database: %s", db.display_url)
         apply_migrations(db, echo=log.info)
         path = settings.raw_dir / run_id
         summary: dict[str, Any] = {"run_id": run_id, "command": command, "snapshot": str(path)}

@@ -25,6 +25,8 @@ TUNING_VARS = {
     "ETL_BATCH_ROWS": ("batch_rows", int),
     "ETL_MAX_FAILED_SHARE": ("max_failed_share", float),
     "ETL_LATEST_MAX_DAYS": ("latest_max_days", int),
+    "ETL_KEEP_DAYS": ("keep_days", int),
+    "ETL_KEEP_SNAPSHOTS": ("keep_snapshots", int),
 }
 
 
@@ -56,6 +58,9 @@ class Settings:
     # Use one /daily/latest request per exchange and day when ETFs are at most
     # this many trading days behind; older gaps go per ticker.
     latest_max_days: int = 5
+    # Snapshot retention applied after every sync (etl prune's rules); None: keep all.
+    keep_days: int | None = None
+    keep_snapshots: int | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -96,6 +101,12 @@ class Settings:
             raise ConfigError("--batch-rows must be at least 1")
         if not 0 <= self.max_failed_share <= 1:
             raise ConfigError("--max-failed-share must be between 0 and 1")
+        for name, value in (
+            ("ETL_KEEP_DAYS", self.keep_days),
+            ("ETL_KEEP_SNAPSHOTS", self.keep_snapshots),
+        ):
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must be 0 or more, got {value}")
 
     def require_token(self) -> str:
         if not self.token:
