@@ -61,3 +61,4 @@ echo "== etl status"
 .venv/bin/etl status
 echo
 echo "Done. The database stays in $demo_dir (rm -rf it to start over)."
+echo "See it again: ETL_DATA_DIR=$demo_dir make status  (or .venv/bin/etl query \"SQL\" with the same ETL_DATA_DIR)"

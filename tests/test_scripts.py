@@ -125,6 +125,12 @@ def test_make_demo_syncs_offline_and_shows_status(tmp_path):
     assert "ETFs by market:" in out and re.search(r"^  SH: \d+ active", out, re.M)
     assert re.search(r"^  SZ: \d+ active", out, re.M)
     assert (tmp_path / "demo" / "pg").is_dir()
+    # make status finds it the way the demo says.
+    hint = re.search(r"^See it again: (ETL_DATA_DIR=\S+) make status", out, re.M)
+    assert hint, out
+    status = subprocess.run(["make", "-s", "status"], cwd=ROOT, capture_output=True, text=True,
+                            env={**env, hint[1].split("=")[0]: hint[1].split("=", 1)[1]}, timeout=120)  # fmt: skip
+    assert status.returncode == 0 and re.search(r"^  SH: \d+ active", status.stdout, re.M)
     # The local API was stopped on the way out.
     url = urlsplit(re.search(r"http://\S+/api/fin", out)[0])
     with pytest.raises(OSError):
