@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,11 @@ import click
 
 from etl import export as exporter
 from etl import jsonout, queries, read, retention, sync
-from etl.db import mask_url, open_database
+from etl.db import Database, mask_url, open_database
 from etl.errors import ConfigError, EtlError, LockHeldError
 from etl.migrate import apply_migrations
 from etl.plan import PriceOptions
-from etl.progress import ProgressBar
+from etl.progress import LogHandler, ProgressBar
 from etl.run import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, RunFailed, execute, exit_code
 from etl.settings import Settings
 from etl.symbols import MARKETS, check_symbol
@@ -64,7 +65,7 @@ class Ctx:
 
 def _setup_logging(quiet: bool, verbose: int) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LogHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     root = logging.getLogger("etl")
     root.handlers[:] = [handler]
@@ -210,7 +211,8 @@ def _data_dir_option(fn: Any) -> Any:
     )(fn)
 
 
-def _read_database(settings: Settings) -> Any:
+@contextmanager
+def _read_database(settings: Settings) -> Iterator[Database]:
     """The database a read command works on. A read never creates the embedded one:
     where there is none yet, say how to make it (or where the demo's is)."""
     pg = settings.data_dir / "pg"
@@ -223,7 +225,9 @@ def _read_database(settings: Settings) -> Any:
                 f"ETL_DATA_DIR={demo.parent} etl status (or make status ETL_DATA_DIR={demo.parent})"
             )
         raise Fatal(f"no database yet: {pg} does not exist; {hint}")
-    return open_database(settings.database_url, settings.data_dir)
+    with open_database(settings.database_url, settings.data_dir) as db:
+        log.debug("target database: %s", db.display_url)
+        yield db
 
 
 def _common(fn: Any) -> Any:

@@ -8,6 +8,7 @@ is a pipe under `etl sync | tee`). Cron and pipes get log lines instead;
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -16,6 +17,14 @@ from typing import Any
 import click
 
 _MIN_BAR = 10
+_shown: ProgressBar | None = None  # the bar on the terminal now, if any
+
+
+def clear_line() -> None:
+    """Wipe the bar's line before a log line is written; the next update redraws it."""
+    if _shown is not None and _shown._bar is not None:
+        _shown._file.write("\r\x1b[K")
+        _shown._bar._last_line = None
 
 
 class ProgressBar:
@@ -50,6 +59,8 @@ class ProgressBar:
                 update_min_steps=1,
             )
             self._bar.__enter__()
+            global _shown
+            _shown = self
         elapsed = max(time.monotonic() - self._started, 1e-6)
         eta = (total - done) * elapsed / done if done else 0
         info = f"ETFs {rows:,} rows {rows / elapsed:,.0f} rows/s ETA {int(eta // 60)}:{int(eta % 60):02d}"
@@ -67,6 +78,17 @@ class ProgressBar:
         self._done = done
 
     def close(self) -> None:
+        global _shown
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
             self._bar = None
+        if _shown is self:
+            _shown = None
+
+
+class LogHandler(logging.StreamHandler):
+    """Log lines on stderr that never end up glued to the progress bar's line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        clear_line()
+        super().emit(record)

@@ -191,19 +191,29 @@ def _terminal_run(args: list[str], env: dict[str, str], columns: int) -> tuple[i
 
 
 @pytest.mark.parametrize("columns", [80, 60])
-def test_the_progress_bar_fits_the_terminal_and_updates_one_line(etl_env, api, columns):
+def test_the_progress_bar_fits_the_terminal_and_updates_one_line(etl_env, api, universe, columns):
     api.latency_ms = 20  # a few updates per ETF
+    middle = universe.etfs("XSHG")[len(universe.etfs("XSHG")) // 2]
+    api.add_fault("502", endpoint="daily", ticker=middle.ticker, times=None)  # a warning midway
     env = {k: v for k, v in etl_env.items() if v is not None}
     code, stdout, raw = _terminal_run(["sync"], env, columns)
-    assert code == 0, raw.decode(errors="replace")
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw.decode())  # escape sequences take no room
-    bar_lines = [line for line in text.split("\r\n") if "[" in line and "ETFs" in line]
+    assert code == 3, raw.decode(errors="replace")
+    # "\r\x1b[K" wipes the line before a log line; other escapes take no room.
+    text = re.sub(r"\r\x1b\[K", "\r\n", raw.decode())
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    lines = text.split("\r\n")
+    bar_lines = [line for line in lines if "prices [" in line]
     assert bar_lines, text
     for line in bar_lines:
         updates = [u for u in line.split("\r") if u]
-        assert len(updates) > 5  # redrawn in place, many times, on one line
+        assert all(u.startswith("prices [") for u in updates), updates  # nothing glued on
         assert max(len(u) for u in updates) <= columns, updates
-    assert "OK" in stdout and "ETFs" not in stdout.split("Prices:")[0]
+    assert sum(len(line.split("\r")) for line in bar_lines) > 10  # redrawn in place
+    warning = next(line for line in lines if "WARNING" in line)
+    assert (
+        warning.lstrip("\r").split(" ")[1] == "WARNING" and f".{middle.ticker} skipped" in warning
+    )
+    assert "PARTIAL" in stdout and "prices [" not in stdout
 
 
 def test_no_progress_bar_with_json_on_a_terminal(etl_env):
