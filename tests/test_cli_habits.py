@@ -243,3 +243,13 @@ def test_make_style_options_before_and_after_agree(etl_env):
     after = invoke(["sync", "--json", "-q"], etl_env)
     assert before[0] == after[0] == 0
     assert one_json(before[1])["status"] == one_json(after[1])["status"] == "ok"
+
+
+def test_migrate_with_json_prints_one_object_naming_the_files(etl_env, db):
+    code, out, err = invoke(["migrate", "--json"], etl_env)
+    assert code == 0, err
+    first = one_json(out)
+    assert first["status"] == "ok" and first["applied"][0].startswith("0001_")
+    assert first["database"].startswith("postgresql://") and "Applying:" in err
+    code, out, _ = invoke(["--json", "migrate"], etl_env)
+    assert code == 0 and one_json(out)["applied"] == []
