@@ -28,9 +28,9 @@ import polars as pl
 
 from etl.db import Database
 from etl.errors import ConfigError, DatabaseError
+from etl.schema import DAILY_SCHEMA, TS
 from etl.sqlfiles import query as sql_file
 from etl.symbols import MARKETS, check_symbol
-from etl.transform import DAILY_SCHEMA, TS
 
 # What daily() returns: the table's columns, in its order, with its exact types.
 DAILY_READ_SCHEMA: dict[str, pl.DataType] = {**DAILY_SCHEMA, "created_at": TS, "updated_at": TS}
