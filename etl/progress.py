@@ -50,7 +50,7 @@ class ProgressBar:
                 length=total,
                 label=self._label,
                 file=self._file,
-                show_pos=True,
+                show_pos=False,  # in the info text, at a fixed width
                 show_percent=False,
                 show_eta=False,  # shown in the info text, labelled
                 width=_MIN_BAR,
@@ -63,7 +63,12 @@ class ProgressBar:
             _shown = self
         elapsed = max(time.monotonic() - self._started, 1e-6)
         eta = (total - done) * elapsed / done if done else 0
-        info = f"ETFs {rows:,} rows {rows / elapsed:,.0f} rows/s ETA {int(eta // 60)}:{int(eta % 60):02d}"
+        # Fixed-width figures: the bar keeps its length while the numbers grow.
+        count = f"{done:>{len(str(total))}}/{total} ETFs"
+        info = (
+            f"{count} {rows:>10,} rows {rows / elapsed:>8,.0f} rows/s "
+            f"ETA {int(eta // 60):>2}:{int(eta % 60):02d}"
+        )
         bar = self._bar
         bar.current_item = info
         # Fit the line to the terminal: measure it without a bar, give the bar what is left.
@@ -71,7 +76,7 @@ class ProgressBar:
         clutter = len(bar.format_progress_line())
         bar.width = max(0, self._columns() - clutter - 1)
         if bar.width < _MIN_BAR:  # a narrow terminal: drop the rates, keep the count
-            bar.current_item = "ETFs"
+            bar.current_item = count
             bar.width = max(0, self._columns() - len(bar.format_progress_line()) - 1)
         bar.max_width = None  # never pad to an earlier, wider line
         bar.update(done - self._done, bar.current_item)
