@@ -54,8 +54,10 @@ def interrupted_run(db, api, data_dir, tmp_path, sig, *, during_load=False):
     try:
         if during_load:
             wait_for(
-                lambda: db.fetch("SELECT to_regclass('stock_daily_data') IS NOT NULL")[0][0]
-                and db.fetch("SELECT count(*) FROM stock_daily_data")[0][0] > 0,
+                lambda: (
+                    db.fetch("SELECT to_regclass('stock_daily_data') IS NOT NULL")[0][0]
+                    and db.fetch("SELECT count(*) FROM stock_daily_data")[0][0] > 0
+                ),
                 proc=proc,
             )
             admin = adbc.connect(db.url, autocommit=False)

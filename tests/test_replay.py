@@ -49,7 +49,11 @@ def test_two_replays_of_a_read_only_snapshot_at_once_into_two_databases(
         env = child_env(None, "http://127.0.0.1:9/unused", TOKEN, data_dir)
         del env["TSANGHI_TOKEN"]  # a replay needs no token
         procs = [
-            spawn(["--json", "replay", str(source)], {**env, "DATABASE_URL": t.url}, tmp_path / f"r{i}")
+            spawn(
+                ["--json", "replay", str(source)],
+                {**env, "DATABASE_URL": t.url},
+                tmp_path / f"r{i}",
+            )
             for i, t in enumerate(targets)
         ]
         summaries = []
