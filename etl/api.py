@@ -1,12 +1,25 @@
 """The one HTTP client of the tool: timeouts, retries with backoff, envelope checks.
 
 The Tsanghi API wraps every answer in ``{"msg", "code", "data"}``; ``code`` other
-than 200 is an error whatever the HTTP status. Transient trouble (429, 5xx, HTML
-error pages, timeouts, dropped connections, cut-off JSON, a busy envelope) is
-retried; a rejected token stops the whole run at once.
+than 200 is an error whatever the HTTP status. Each failed answer falls in one
+class (``classify``), and only what can succeed on a later attempt is retried:
+
+- *transient*: HTTP 408/425/429/5xx, timeouts, dropped connections, cut-off or
+  non-JSON bodies, a busy or unknown error envelope, "too frequent" wording:
+  retried with backoff, then the request fails;
+- *client*: any other HTTP 4xx (an unknown address: 404, an HTML 404 page) and
+  envelope codes 4xx such as 400: the request fails at once, never retried;
+- *auth*: HTTP 401/403, envelope code 401/403, or wording that says the token
+  is invalid or expired: the whole run stops (``AuthError``);
+- *quota*: wording that says the token's call quota is used up (for example
+  "今日调用次数已用完", "quota exceeded"): no later request can succeed before
+  it resets, so the request fails at once and the circuit breaker opens: the
+  extract stops, what arrived is kept, and the run ends failed. A rate-limit
+  message ("请求过于频繁", "rate limit exceeded") is transient instead.
 
 The token travels as a query parameter, so it appears in request URLs: nothing
-here lets a URL, or an exception text that quotes one, out without scrubbing.
+here lets a URL, an exception text or an error body that quotes one out
+without scrubbing.
 """
 
 from __future__ import annotations
@@ -24,16 +37,29 @@ from urllib.parse import urlencode
 import polars as pl
 import requests
 
+from etl.breaker import Breaker
 from etl.errors import AuthError
 from etl.settings import Settings
-from etl.transform import FIELDS, envelope_dtype
+from etl.transform import FIELDS, decode_envelopes
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+RETRY_STATUS = {408, 425, 429}  # and every 5xx
 AUTH_STATUS = {401, 403}
-# Envelope messages that mean "your token is no good" rather than "try later".
-AUTH_WORDS = re.compile(r"token|令牌|密钥|unauthori[sz]ed|forbidden|鉴权|认证|权限", re.IGNORECASE)
+# Wording of an invalid or expired token (a quota message may name the token too).
+AUTH_WORDS = re.compile(
+    r"(token|令牌|密钥|api[ _-]?key)\s*(无效|错误|不正确|不存在|非法|已?过期|已?失效)"
+    r"|(无效|错误|非法|过期|失效)的?\s*(token|令牌|密钥)"
+    r"|invalid\s+(api[ _-]?)?(token|key)|(token|key)\s+(is\s+)?(invalid|expired|not valid)"
+    r"|expired\s+(token|key)|unauthori[sz]ed|authentication failed|认证失败|鉴权失败|未授权",
+    re.IGNORECASE,
+)
+# Wording of a used-up call quota: retrying before it resets cannot succeed.
+QUOTA_WORDS = re.compile(
+    r"quota|配额|额度|次数.{0,8}(用完|用尽|耗尽|不足|上限|超)|已用完|已用尽|已耗尽"
+    r"|daily\s+(request\s+|call\s+)?limit",
+    re.IGNORECASE,
+)
 MAX_RETRY_AFTER = 60.0
 _TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s'\")]+", re.IGNORECASE)
 
@@ -77,16 +103,40 @@ class _RateLimiter:
             time.sleep(start - now)
 
 
-class _Transient(Exception):
+def classify(http_status: int | None, code: str | None, msg: str) -> str:
+    """The class of an answer: "ok", "transient", "client", "auth" or "quota".
+
+    ``code`` and ``msg`` come from the JSON envelope (None and "" without one).
+    Unknown codes and wording are transient: retried, never fatal.
+    """
+    if QUOTA_WORDS.search(msg):
+        return "quota"
+    if http_status in AUTH_STATUS or code in {"401", "403"} or AUTH_WORDS.search(msg):
+        return "auth"
+    if http_status is not None and (http_status in RETRY_STATUS or http_status >= 500):
+        return "transient"
+    if http_status is not None and 400 <= http_status < 500:
+        return "client"
+    if code == "200":
+        return "ok" if http_status == 200 else "transient"
+    if code is not None and code.isdigit() and 400 <= int(code) < 500:
+        return "transient" if int(code) in RETRY_STATUS else "client"
+    return "transient"
+
+
+class _Failure(Exception):
+    """One attempt failed; ``kind`` says whether another attempt may succeed."""
+
     def __init__(
         self,
         reason: str,
         status: int | None = None,
         body: str | None = None,
         retry_after: float | None = None,
+        kind: str = "transient",
     ) -> None:
         super().__init__(reason)
-        self.status, self.body, self.retry_after = status, body, retry_after
+        self.status, self.body, self.retry_after, self.kind = status, body, retry_after, kind
 
 
 class TsanghiClient:
@@ -108,6 +158,12 @@ class TsanghiClient:
         self._session.headers["User-Agent"] = "etf-sync"
         self.requests_made = 0
         self._count_lock = threading.Lock()
+        # One per run: every request's outcome counts; once open, nothing more is sent.
+        self.breaker = Breaker(
+            settings.breaker_consecutive,
+            settings.breaker_failed_share,
+            settings.breaker_min_requests,
+        )
 
     def close(self) -> None:
         self._session.close()
@@ -144,20 +200,42 @@ class TsanghiClient:
     def _get(
         self, endpoint: str, exchange: str, ticker: str | None, path: str, params: dict[str, str]
     ) -> Fetched:
-        last: _Transient | None = None
+        if self.breaker.open:
+            return Fetched(
+                endpoint, exchange, ticker, params, datetime.now(UTC), 0,
+                error=f"not sent: {self.breaker.reason}",
+            )  # fmt: skip
+        last: _Failure | None = None
         for attempt in range(1, self._attempts + 1):
             if last is not None:
                 self._sleep_before(attempt, last)
             result = Fetched(endpoint, exchange, ticker, params, datetime.now(UTC), attempt)
             try:
-                result.http_status, result.body, result.rows = self._once(path, params, endpoint)
+                result.http_status, body, result.rows = self._once(path, params, endpoint)
+                # Scrubbed in case an answer ever quotes the request (the token is long
+                # and random: a good body does not hold it otherwise).
+                result.body = body.replace(self._token, "***") if self._token in body else body
+                self.breaker.record(True)
                 return result
-            except _Transient as exc:
+            except _Failure as exc:
                 last = exc
                 log.debug("%s %s %s attempt %d: %s", endpoint, exchange, ticker or "", attempt, exc)
+                if exc.kind != "transient":
+                    break
         assert last is not None
-        result.http_status, result.body = last.status, last.body
-        result.error = f"{last} (after {self._attempts} attempts)"
+        # The body is persisted in the snapshot: an error page may echo the URL, token and all.
+        result.http_status = last.status
+        result.body = self.scrub(last.body) if last.body is not None else None
+        if last.kind == "transient":
+            result.error = f"{last} (after {result.attempts} attempts)"
+        else:
+            result.error = f"{last} (not retried)"
+        if last.kind == "quota":
+            self.breaker.trip(
+                f"the API's call quota for this token is used up ({last}); "
+                "what arrived is kept: run again once the quota resets"
+            )
+        self.breaker.record(False, result.error)
         return result
 
     def _once(self, path: str, params: dict[str, str], endpoint: str) -> tuple[int, str, int]:
@@ -172,26 +250,44 @@ class TsanghiClient:
             )
             body = resp.text
         except requests.Timeout:
-            raise _Transient("timed out") from None
+            raise _Failure("timed out") from None
         except requests.RequestException as exc:
             # Exception texts quote the URL, token included: keep only the kind.
-            raise _Transient(f"connection failed ({type(exc).__name__})") from None
+            raise _Failure(f"connection failed ({type(exc).__name__})") from None
         status = resp.status_code
-        if status in AUTH_STATUS:
-            raise AuthError(self._auth_message(f"HTTP {status}"))
-        if status in RETRY_STATUS or status >= 500:
-            raise _Transient(f"HTTP {status}", status, body, _retry_after(resp))
-        code, msg, rows = _envelope(body, endpoint)
+        try:
+            code, msg, rows = _envelope(body, endpoint)
+        except _Failure as exc:  # not JSON: only the status can tell
+            code, msg, rows, not_json = None, "", None, exc
+        else:
+            not_json = None
+        kind = classify(status, code, msg)
+        said = f": {self.scrub(msg)}" if msg else ""
+        if kind == "auth":
+            detail = f"code {code}{said}" if code not in (None, "200") else f"HTTP {status}"
+            raise AuthError(self._auth_message(detail))
+        if kind == "quota":
+            what = f"code {code}" if code is not None else f"HTTP {status}"
+            raise _Failure(f"{what}{said}", status, body, kind="quota")
+        if status != 200 or kind == "client":
+            if kind == "client" and status == 404:
+                raise _Failure(
+                    f"HTTP 404: no such address {self._base}{path}; check TSANGHI_BASE_URL",
+                    status, body, kind="client",
+                )  # fmt: skip
+            if kind == "client" and status != 200:
+                raise _Failure(f"HTTP {status}{said}", status, body, kind="client")
+            if kind == "client":
+                raise _Failure(f"API error code {code}{said}", status, body, kind="client")
+            raise _Failure(f"HTTP {status}{said}", status, body, _retry_after(resp))
+        if not_json is not None:
+            raise _Failure(str(not_json), status, body)
         if code is None:
-            raise _Transient(f"HTTP {status} without the API envelope", status, body)
+            raise _Failure(f"HTTP {status} without the API envelope", status, body)
         if code != "200":
-            if code in {"401", "403"} or AUTH_WORDS.search(msg):
-                raise AuthError(self._auth_message(f"code {code}: {self.scrub(msg)}"))
-            raise _Transient(f"API error code {code}: {self.scrub(msg)}", status, body)
-        if status != 200:
-            raise _Transient(f"HTTP {status}", status, body)
+            raise _Failure(f"API error code {code}{said}", status, body)
         if rows is None:
-            raise _Transient(f"HTTP {status}: 'data' is not a list of records", status, body)
+            raise _Failure(f"HTTP {status}: 'data' is not a list of records", status, body)
         return status, body, rows
 
     def _auth_message(self, detail: str) -> str:
@@ -200,7 +296,7 @@ class TsanghiClient:
             "(a bad or expired token), then run again"
         )
 
-    def _sleep_before(self, attempt: int, last: _Transient) -> None:
+    def _sleep_before(self, attempt: int, last: _Failure) -> None:
         delay = self._backoff * 2 ** (attempt - 2) * (1 + random.random() / 2)
         if last.retry_after is not None:
             delay = max(delay, last.retry_after)
@@ -225,7 +321,7 @@ def _envelope(body: str, endpoint: str) -> tuple[str | None, str, int | None]:
     be anything, are looked at with the json module only to read code and msg.
     """
     try:
-        env = pl.Series([body]).str.json_decode(envelope_dtype(FIELDS[endpoint])).struct
+        env = pl.select(decode_envelopes(pl.lit(body), FIELDS[endpoint])).to_series().struct
         code = env.field("code")[0]
         return code, env.field("msg")[0] or "", env.field("data").list.len().fill_null(0)[0]
     except pl.exceptions.PolarsError:
@@ -233,7 +329,7 @@ def _envelope(body: str, endpoint: str) -> tuple[str | None, str, int | None]:
     try:
         loose = json.loads(body)
     except ValueError:
-        raise _Transient("the answer is not JSON", None, body) from None
+        raise _Failure("the answer is not JSON", None, body) from None
     if not isinstance(loose, dict) or "code" not in loose:
         return None, "", None
     return str(loose["code"]), str(loose.get("msg") or ""), None

@@ -43,10 +43,13 @@ EXIT_HELP = """
 \b
 Exit codes:
   0  ok
-  1  failed: configuration, database or token error, or more than
-     --max-failed-share of the symbols failed (what loaded is kept)
+  1  failed: configuration, database or token error; no ETF list could be
+     fetched; more than --max-failed-share of the symbols failed; more than
+     ETL_REJECT_FAILED_SHARE (0.5) or all of the rows rejected; or the circuit
+     breaker stopped the fetching (ETL_BREAKER_*). What loaded is kept.
   2  bad usage (unknown option, invalid value)
-  3  partial: some symbols or an exchange failed; everything else loaded
+  3  partial: some symbols or an exchange failed, or rows were rejected
+     (over ETL_REJECT_PARTIAL_SHARE, 0 = any); everything else loaded
   4  another sync is running on this database (see --wait)
   130, 143  interrupted by SIGINT or SIGTERM: what had arrived is
      loaded, the run is recorded as interrupted
@@ -378,6 +381,8 @@ def _run(
     bar.close()
     _apply_retention(settings)
     _print_summary(ctx, summary)
+    if summary["status"] == "failed" and summary.get("reasons"):
+        click.echo(f"Error: {'; '.join(summary['reasons'])}", err=True)
     sys.exit(exit_code(summary))
 
 
@@ -423,6 +428,8 @@ def _print_summary(ctx: Ctx, summary: dict[str, Any]) -> None:
             lines.append(f"    {failure['symbol']}: {failure['reason']}")
         if len(summary.get("failed", [])) > 20:
             lines.append(f"    … and {len(summary['failed']) - 20} more (see --json)")
+    for reason in summary.get("reasons", []):
+        lines.append(f"  Why {summary['status']}: {reason}")
     for warning in summary.get("warnings", []):
         lines.append(f"  Warning: {warning}")
     if summary.get("rows_rejected") or summary.get("list_rows_rejected"):

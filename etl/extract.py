@@ -46,7 +46,8 @@ def fetch_all(
 
     At most a few requests per worker are queued ahead, so a slow consumer
     (the loader) holds back the fetching instead of piling answers up in
-    memory. An AuthError from any worker stops the whole extract. With
+    memory. An AuthError from any worker stops the whole extract; once the
+    client's circuit breaker is open, no further request is started. With
     ``tick``, None is yielded whenever that many seconds pass without an
     answer, so the caller can write out what it holds meanwhile.
     """
@@ -56,6 +57,8 @@ def fetch_all(
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
     try:
         while True:
+            if client.breaker.open:  # the circuit breaker stops the extract: start
+                todo = iter(())  # nothing more, keep what is in flight
             while len(pending) < window:
                 request = next(todo, None)
                 if request is None:

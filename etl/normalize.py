@@ -58,6 +58,7 @@ class NormalizeResult:
     rejected: int
     failed: dict[str, str] = field(default_factory=dict)  # symbol -> why its request failed
     seconds: float = 0.0
+    pct_out_of_range: int = 0  # rows stored with price_change_pct NULL (beyond NUMERIC(8,4))
 
 
 @dataclass(frozen=True)
@@ -93,4 +94,5 @@ class Normalizer:
             rejected=rejects.height,
             failed=failed,
             seconds=time.monotonic() - started,
+            pct_out_of_range=sum(r.pct_out_of_range for r in results),
         )

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 # Exit codes, documented in --help and the README.
 EXIT_OK = 0
-EXIT_FAILED = 1  # fatal: configuration, database, token; or too many symbols failed
-EXIT_PARTIAL = 3  # completed, but some symbols or an exchange failed
+EXIT_FAILED = 1  # fatal: configuration, database, token; or the outcome policy says failed
+EXIT_PARTIAL = 3  # completed, but some symbols or an exchange failed, or rows were rejected
 EXIT_LOCKED = 4  # another sync holds this database's lock
 EXIT_CODES = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}
 # A run stopped by a signal exits as shells report one: 128 + its number.
@@ -175,6 +175,8 @@ def execute(
         error = (
             f"interrupted by {interrupt.signal}; what had arrived was loaded"
             if interrupt.signal
+            else "; ".join(summary["reasons"])
+            if summary["status"] == "failed" and summary.get("reasons")
             else None
         )
         _record(ledger, summary, error)

@@ -27,6 +27,11 @@ TUNING_VARS = {
     "ETL_LATEST_MAX_DAYS": ("latest_max_days", int),
     "ETL_KEEP_DAYS": ("keep_days", int),
     "ETL_KEEP_SNAPSHOTS": ("keep_snapshots", int),
+    "ETL_REJECT_PARTIAL_SHARE": ("reject_partial_share", float),
+    "ETL_REJECT_FAILED_SHARE": ("reject_failed_share", float),
+    "ETL_BREAKER_CONSECUTIVE": ("breaker_consecutive", int),
+    "ETL_BREAKER_FAILED_SHARE": ("breaker_failed_share", float),
+    "ETL_BREAKER_MIN_REQUESTS": ("breaker_min_requests", int),
 }
 
 
@@ -61,6 +66,16 @@ class Settings:
     # Snapshot retention applied after every sync (etl prune's rules); None: keep all.
     keep_days: int | None = None
     keep_snapshots: int | None = None
+    # Share of rejected rows above which a run is partial (0: any rejected row),
+    # and above which it fails; a run whose every row was rejected fails too.
+    reject_partial_share: float = 0.0
+    reject_failed_share: float = 0.5
+    # Circuit breaker: stop fetching after this many failed requests in a row
+    # (0: never), or once more than breaker_failed_share of the requests failed,
+    # counted from breaker_min_requests requests on. What arrived is kept.
+    breaker_consecutive: int = 20
+    breaker_failed_share: float = 0.5
+    breaker_min_requests: int = 100
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -107,6 +122,13 @@ class Settings:
         ):
             if value is not None and value < 0:
                 raise ConfigError(f"{name} must be 0 or more, got {value}")
+        for name in ("reject_partial_share", "reject_failed_share", "breaker_failed_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"ETL_{name.upper()} must be between 0 and 1")
+        if self.breaker_consecutive < 0 or self.breaker_min_requests < 1:
+            raise ConfigError(
+                "ETL_BREAKER_CONSECUTIVE must be 0 or more, ETL_BREAKER_MIN_REQUESTS 1 or more"
+            )
 
     def require_token(self) -> str:
         if not self.token:

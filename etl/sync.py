@@ -22,10 +22,11 @@ from etl import transform
 from etl.api import Fetched, TsanghiClient
 from etl.calendar import shanghai_today
 from etl.db import Database
-from etl.errors import EtlError, SnapshotError, StageError
+from etl.errors import ApiError, EtlError, SnapshotError, StageError
 from etl.extract import Request, fetch_all
 from etl.load import Loader, LoadResult, etf_context
 from etl.normalize import Normalizer, NormalizeResult
+from etl.outcome import Policy, decide, no_lists_message, worst
 from etl.plan import Plan, PriceOptions, build_plan
 from etl.resume import finish_pending
 from etl.schema import PLAN_SCHEMA
@@ -71,7 +72,13 @@ def sync_lists(job: Job, exchanges: Iterable[str]) -> dict[str, Any]:
         fetched = job.client.etf_list(exchange)  # AuthError ends the run here
         job.snapshot.append_raw("list", [fetched])
         results[exchange] = apply_list(job, fetched_frame([fetched]), exchange)
-    return list_summary(results)
+    if all(r["status"] == "failed" and "error" in r for r in results.values()):
+        # Not one list came: a wrong base URL, a dead API or a used-up quota.
+        # Thousands of price requests would fail the same way: stop here.
+        raise ApiError(
+            job.client.breaker.reason or no_lists_message(results, job.settings.base_url)
+        )
+    return list_summary(results, Policy.from_settings(job.settings))
 
 
 def apply_list(job: Job, raw: pl.DataFrame, exchange: str) -> dict[str, Any]:
@@ -115,20 +122,28 @@ def apply_list(job: Job, raw: pl.DataFrame, exchange: str) -> dict[str, Any]:
     }
 
 
-def list_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    statuses = [r["status"] for r in results.values()]
-    if statuses and all(s == "failed" for s in statuses):
-        status = "failed"
-    elif any(s != "ok" for s in statuses):
-        status = "partial"
-    else:
-        status = "ok"
+def list_summary(results: dict[str, dict[str, Any]], policy: Policy) -> dict[str, Any]:
     total = {
         k: sum(r.get(k, 0) for r in results.values())
         for k in ("listed", "new", "updated", "deactivated", "rejected")
     }
+    # One exchange's list failing leaves the run partial; both failing fail it.
+    outcome = decide(
+        Policy(1.0, policy.reject_partial_share, policy.reject_failed_share),
+        units=len(results),
+        failed=sum(r["status"] == "failed" for r in results.values()),
+        rows_ok=total["listed"],
+        rows_rejected=total["rejected"],
+        degraded=tuple(
+            f"the {ex} list looks truncated: no ETF was deactivated"
+            for ex, r in results.items()
+            if r["status"] == "partial"
+        ),
+        what="ETF lists",
+    )
     return {
-        "status": status,
+        "status": outcome.status,
+        **({"reasons": list(outcome.reasons)} if outcome.reasons else {}),
         "etfs_listed": total["listed"],
         "etfs_new": total["new"],
         "etfs_updated": total["updated"],
@@ -149,14 +164,18 @@ class PriceTally:
     rows_inserted: int = 0
     rows_updated: int = 0
     rows_rejected: int = 0
+    rows_valid: int = 0  # rows that passed the checks, stored already or not
+    rows_pct_out_of_range: int = 0  # stored with price_change_pct NULL
     failed: dict[str, str] = field(default_factory=dict)  # symbol -> reason
     done: int = 0
-    not_fetched: int = 0  # requests never made: the run was interrupted
+    not_fetched: int = 0  # requests never made: interrupted, or the breaker opened
     answers_resumed: int = 0  # answers a run that died left on disk, loaded by this one
     rows_resumed: int = 0  # rows of those answers this run inserted
 
     def normalized(self, result: NormalizeResult) -> None:
         self.rows_rejected += result.rejected
+        self.rows_valid += result.rows
+        self.rows_pct_out_of_range += result.pct_out_of_range
         self.failed.update(result.failed)
 
     def loaded(self, result: LoadResult) -> None:
@@ -416,14 +435,23 @@ def price_summary(job: Job, plan: Plan, tally: PriceTally, seconds: float) -> di
     attempted = total - plan.up_to_date
     failed = len(tally.failed)
     attempted -= tally.not_fetched
-    if attempted and failed / attempted > job.settings.max_failed_share:
-        status = "failed"
-    elif failed:
-        status = "partial"
-    else:
-        status = "ok"
+    outcome = decide(
+        Policy.from_settings(job.settings),
+        units=attempted,
+        failed=failed,
+        rows_ok=tally.rows_valid,
+        rows_rejected=tally.rows_rejected,
+        stopped=job.client.breaker.reason if job.client else None,
+    )
+    if tally.rows_pct_out_of_range:
+        job.warnings.append(
+            f"{tally.rows_pct_out_of_range} rows changed by 10,000% or more against the "
+            "previous close, beyond price_change_pct's NUMERIC(8,4): stored with "
+            "price_change_pct NULL"
+        )
     return {
-        "status": status,
+        "status": outcome.status,
+        **({"reasons": list(outcome.reasons)} if outcome.reasons else {}),
         "symbols_total": total,
         "symbols_ok": attempted - failed,
         "symbols_failed": failed,
@@ -434,6 +462,7 @@ def price_summary(job: Job, plan: Plan, tally: PriceTally, seconds: float) -> di
         "rows_inserted": tally.rows_inserted,
         "rows_updated": tally.rows_updated,
         "rows_rejected": tally.rows_rejected,
+        "rows_pct_out_of_range": tally.rows_pct_out_of_range,
         "answers_resumed": tally.answers_resumed,
         "rows_resumed": tally.rows_resumed,
         "price_seconds": round(seconds, 3),
@@ -444,7 +473,13 @@ def sync_all(job: Job, options: PriceOptions) -> dict[str, Any]:
     """The nightly job: ETF lists first, so new listings get their prices too."""
     lists = sync_lists(job, options.exchanges)
     prices = sync_prices(job, options)
-    return {**lists, **prices, "status": _worst(lists["status"], prices["status"])}
+    reasons = lists.get("reasons", []) + prices.get("reasons", [])
+    return {
+        **lists,
+        **prices,
+        "status": worst(lists["status"], prices["status"]),
+        **({"reasons": reasons} if reasons else {}),
+    }
 
 
 # -- replay ---------------------------------------------------------------------
@@ -467,7 +502,7 @@ def replay(job: Job) -> dict[str, Any]:
             ex: apply_list(job, raw.filter(pl.col("exchange") == ex), ex)
             for ex in raw["exchange"].unique(maintain_order=True).to_list()
         }
-        summary.update(list_summary(results))
+        summary.update(list_summary(results, Policy.from_settings(job.settings)))
     plan_frame = source.read("plan.parquet")
     price_parts = source.parts("kind=prices")
     if price_parts and plan_frame is None:
@@ -483,8 +518,11 @@ def replay(job: Job) -> dict[str, Any]:
         tally.rows_fetched = sum(_good_rows(part) for part in price_parts)
         plan = Plan(normalizer.context, [], int(manifest.get("plan", {}).get("up_to_date", 0)), {})
         prices = price_summary(job, plan, tally, time.monotonic() - started)
+        reasons = summary.get("reasons", []) + prices.get("reasons", [])
         summary.update({k: v for k, v in prices.items() if k != "status"})
-        summary["status"] = _worst(summary["status"], prices["status"])
+        summary["status"] = worst(summary["status"], prices["status"])
+        if reasons:
+            summary["reasons"] = reasons
     if not list_parts and plan_frame is None:
         raise SnapshotError(f"{source.path} holds no list or price answers to replay")
     job.snapshot.update_manifest(loaded=True)
@@ -500,10 +538,3 @@ def _end_of(manifest: dict[str, Any]) -> date:
     """The last trade date of the run a manifest describes."""
     end = manifest.get("options", {}).get("end")
     return date.fromisoformat(end) if end else shanghai_today()
-
-
-_RANK = {"ok": 0, "partial": 1, "failed": 2}
-
-
-def _worst(*statuses: str) -> str:
-    return max(statuses, key=_RANK.__getitem__)

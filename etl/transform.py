@@ -32,9 +32,40 @@ LIST_FIELDS = ["ticker", "name", "is_active", "exchange_code", "country_code", "
 FIELDS = {"list": LIST_FIELDS, "daily": DAILY_FIELDS, "latest": DAILY_FIELDS}
 
 
+# A JSON number in value position: after a key's closing quote (never an escaped
+# quote inside a string) and a colon. Quoting it turns it into a JSON string of
+# its own digits before any decoder sees it.
+_NUMBER_VALUE = r'([^\\]"\s*:\s*)(-?[0-9][0-9.eE+-]*)'
+# Digits kept after the point when text becomes a number: enough that rounding
+# to 4 places later is exact (see _decimal), and the cast itself rounds nothing.
+_FRACTION = 10
+_TRUNCATE = rf"^(-?[0-9]*\.[0-9]{{{_FRACTION}}})[0-9]+"
+
+
+def decode_envelopes(body: pl.Expr, fields: list[str]) -> pl.Expr:
+    """JSON answer text -> the envelope struct, every record field as its literal text.
+
+    polars decodes a JSON number through f64 even into ``pl.String``
+    (``2.34499999999999997`` becomes ``2.3449999999999998``), so every number
+    in value position is first quoted as the string of its own digits.
+    """
+    return body.str.replace_all(_NUMBER_VALUE, '${1}"${2}"').str.json_decode(envelope_dtype(fields))
+
+
+def _decimal(text: pl.Expr) -> pl.Expr:
+    """Number text -> Decimal(38, 10), never rounded on the way.
+
+    A cast to a scale rounds the digits beyond it, so 1.00004999999 would
+    become 1.0000500000 and then 1.0001 where PostgreSQL's round() gives
+    1.0000. Digits past the tenth are cut instead: truncating never moves a
+    value across a rounding boundary of 4 places.
+    """
+    cut = text.str.strip_chars().str.replace(_TRUNCATE, "${1}")
+    return cut.cast(pl.Decimal(38, _FRACTION), strict=False)
+
+
 def envelope_dtype(fields: list[str]) -> pl.Struct:
-    """The API envelope with every record field as text: JSON numbers arrive as
-    their literal digits, so no price ever passes through a float."""
+    """The API envelope with every record field as text (see decode_envelopes)."""
     return pl.Struct(
         {
             "code": pl.String,
@@ -48,6 +79,9 @@ def envelope_dtype(fields: list[str]) -> pl.Struct:
 class Result:
     rows: pl.DataFrame
     rejects: pl.DataFrame
+    # Rows stored with price_change_pct NULL because the change does not fit
+    # NUMERIC(8,4) (10,000% or more): counted and reported, never silent.
+    pct_out_of_range: int = 0
 
 
 def explode_bodies(raw: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
@@ -58,7 +92,7 @@ def explode_bodies(raw: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
             "endpoint",
             "exchange",
             pl.col("ticker").alias("req_ticker"),
-            pl.col("body").str.json_decode(envelope_dtype(fields)).struct.field("data").alias("r"),
+            decode_envelopes(pl.col("body"), fields).struct.field("data").alias("r"),
         )
         .explode("r")
         .filter(pl.col("r").is_not_null())
@@ -170,13 +204,19 @@ def daily_rows(raw: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Result:
         market.alias("market_code"),
         pl.col("date").str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias("d"),
         *[
-            round_half_up(
-                pl.col(f).str.strip_chars().cast(pl.Decimal(38, 10), strict=False), PRICE
-            ).alias(f"{f}_n")
+            round_half_up(_decimal(pl.col(f)), PRICE).alias(f"{f}_n")
             for f in ("open", "high", "low", "close")
         ],
-        pl.col("volume").str.strip_chars().cast(pl.Decimal(38, 4), strict=False).alias("volume_d"),
-    ).with_columns((pl.col("market_code") + "." + pl.col("tk")).alias("symbol"))
+        _decimal(pl.col("volume")).alias("volume_d"),
+    ).with_columns(
+        (pl.col("market_code") + "." + pl.col("tk")).alias("symbol"),
+        # close × volume as turnover will store it (Decimal(38,4) holds any product
+        # of a NUMERIC(10,4) and a whole volume below 10^28); null if it does not fit.
+        round_half_up(
+            pl.col("close_n") * pl.col("volume_d").cast(pl.Decimal(38, 0), strict=False),
+            TURNOVER,
+        ).alias("turnover_n"),
+    )
     rows = rows.join(plan.select(list(PLAN_SCHEMA)), on="symbol", how="left")
     # A per-exchange answer also carries symbols this run fetches by range, or
     # not at all, days a symbol already has, and (asked undated) a day after an
@@ -219,6 +259,10 @@ def daily_rows(raw: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Result:
             "volume is not a non-negative whole number",
         ),
         (pl.col("close_n") <= 0, "close is not above 0"),
+        (
+            pl.col("close_n").is_not_null() & pl.col("turnover_n").is_null(),
+            "turnover (close × volume) does not fit NUMERIC(20,2)",
+        ),
         (pl.col("high_n") < pl.col("low_n"), "high below low"),
         (
             (pl.col("open_n") < pl.col("low_n")) | (pl.col("open_n") > pl.col("high_n")),
@@ -258,14 +302,20 @@ def daily_rows(raw: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Result:
         ],
         how="vertical",
     )
-    return Result(with_changes(good), rejects)
+    derived = _derive(good)
+    return Result(
+        derived.select(list(DAILY_SCHEMA)).cast(DAILY_SCHEMA),
+        rejects,
+        int(derived["pct_out_of_range"].sum()),
+    )
 
 
-def with_changes(rows: pl.DataFrame) -> pl.DataFrame:
-    """Add turnover and the change against the previous close, typed as stored.
+def _derive(rows: pl.DataFrame) -> pl.DataFrame:
+    """The derived columns, plus ``pct_out_of_range``: True where the change in
+    percent did not fit NUMERIC(8,4) and price_change_pct is left NULL.
 
-    The previous close is the row before within the batch, or for a symbol's
-    first row the last close stored before it (``prev_close`` from the plan).
+    turnover always fits here: daily_rows rejects a row whose turnover would
+    not. price_change always fits: both closes are NUMERIC(10,4) and above 0.
     """
     rows = rows.sort("symbol", "trade_date")
     prev = pl.coalesce(
@@ -274,16 +324,27 @@ def with_changes(rows: pl.DataFrame) -> pl.DataFrame:
     )
     change = pl.col("close_price") - prev
     pct = change.cast(pl.Decimal(38, 12)) * 100 / prev
-    return (
-        rows.with_columns(
-            round_half_up(pl.col("close_price") * pl.col("volume"), TURNOVER).alias("turnover"),
-            change.cast(PRICE, strict=False).alias("price_change"),
-            pl.when(prev > 0).then(round_half_up(pct, PCT)).alias("price_change_pct"),
-            pl.lit(None, PCT).alias("premium_rate"),
+    return rows.with_columns(
+        round_half_up(pl.col("close_price") * pl.col("volume"), TURNOVER).alias("turnover"),
+        change.cast(PRICE, strict=False).alias("price_change"),
+        pl.when(prev > 0).then(round_half_up(pct, PCT)).alias("price_change_pct"),
+        pl.lit(None, PCT).alias("premium_rate"),
+    ).with_columns(
+        ((pl.col("price_change_pct").is_null() & (prev > 0)).fill_null(False)).alias(
+            "pct_out_of_range"
         )
-        .select(list(DAILY_SCHEMA))
-        .cast(DAILY_SCHEMA)
     )
+
+
+def with_changes(rows: pl.DataFrame) -> pl.DataFrame:
+    """Add turnover and the change against the previous close, typed as stored.
+
+    The previous close is the row before within the batch, or for a symbol's
+    first row the last close stored before it (``prev_close`` from the plan).
+    A change in percent beyond NUMERIC(8,4) is stored as NULL (``daily_rows``
+    counts those rows); a turnover beyond NUMERIC(20,2) never gets here.
+    """
+    return _derive(rows).select(list(DAILY_SCHEMA)).cast(DAILY_SCHEMA)
 
 
 def anti_join(candidates: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:

@@ -230,9 +230,11 @@ def test_bad_rows_are_rejected_with_their_reason_and_good_rows_of_the_ticker_loa
     universe.set_rows("XSHG", ticker, served)
 
     out = etl("sync", "--end-date", "2024-03-29")
-    assert out.exit_code == 0, out.stderr
+    assert out.exit_code == 3, out.stderr  # rejected rows make a run partial
     s = out.summary
-    assert s["status"] == "ok" and s["symbols_failed"] == 0
+    assert s["status"] == "partial" and s["symbols_failed"] == 0
+    (reason,) = s["reasons"]
+    assert re.fullmatch(rf"{s['rows_rejected']} of [\d,]+ rows rejected", reason)
 
     got = rejects(Path(s["snapshot"])).sort("reason", "trade_date", "row")
     expected = sorted(
@@ -273,7 +275,7 @@ def test_bad_rows_are_rejected_with_their_reason_and_good_rows_of_the_ticker_loa
     # again, and the rejects file still lists each of them once.
     for _ in range(2):
         again = etl("replay", s["snapshot"])
-        assert again.exit_code == 0, again.stderr
+        assert again.exit_code == 3, again.stderr
         assert again.summary["rows_rejected"] == got.height
         assert again.summary["rows_inserted"] == 0
     after = rejects(Path(s["snapshot"]))

@@ -151,7 +151,7 @@ def test_odd_tickers_from_the_api_are_rejected_rows_and_never_reach_sql(
     universe.set_rows("XSHE", ticker, [*odd, *rows[3:]])
 
     out = etl("sync")
-    assert out.exit_code == 0, out.stderr
+    assert out.exit_code == 3, out.stderr  # rows were refused: partial
     s = out.summary
     assert s["list_rows_rejected"] == len(bad_list) and s["rows_rejected"] == 2
     got = rejects(Path(s["snapshot"]))

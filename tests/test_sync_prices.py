@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -191,9 +192,12 @@ def test_rejected_rows_are_counted_and_kept_in_the_snapshot(etl, db, universe):
     bad = [dict(rows[0], close="abc"), dict(rows[1], volume=-1), *rows[2:]]
     universe.set_rows("XSHG", ticker, bad)
     out = etl("sync")
-    assert out.exit_code == 0
+    assert out.exit_code == 3, out.stderr  # a rejected row is news: partial, not ok
     s = out.summary
     assert s["rows_rejected"] == 2
+    assert s["status"] == "partial"
+    (reason,) = s["reasons"]
+    assert re.fullmatch(r"2 of [\d,]+ rows rejected", reason)
     rejects = pl.read_parquet(Path(s["snapshot"]) / "rejects" / "*.parquet")
     assert sorted(rejects["reason"].to_list()) == [
         "close is not a number that fits NUMERIC(10,4)",

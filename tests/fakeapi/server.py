@@ -41,12 +41,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import click
 
-from fakeapi.universe import EXCHANGES, Universe
+from fakeapi.universe import EXCHANGES, Universe, dumps_exact
 
 API_PREFIX = "/api/fin"
 OK_MSG = "操作成功"
 AUTH_MSG = "token无效或已过期 (invalid or expired token)"
 BUSY_MSG = "系统繁忙"
+QUOTA_MSG = "token今日调用次数已用完 (daily quota used up)"
 FAULT_KINDS = (
     "429",
     "502",
@@ -58,6 +59,12 @@ FAULT_KINDS = (
     "envelope",
     "auth",
     "empty",
+    "404",
+    "html404",
+    "400",
+    "echo",
+    "quota",
+    "dateformat",
 )
 ENDPOINTS = ("list", "daily", "latest")
 
@@ -70,7 +77,10 @@ _HTML_PAGES = {
     429: "<html><body><h1>429 Too Many Requests</h1></body></html>",
     502: "<html><body><h1>502 Bad Gateway</h1></body></html>",
     503: "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
+    404: "<html><head><title>404 Not Found</title></head><body><center><h1>404 Not Found"
+    "</h1></center><hr><center>nginx</center></body></html>",
 }
+_ISO_DATE_FIELD = re.compile(rb'"date":"(\d{4})-(\d{2})-(\d{2})"')
 _MALFORMED_PAGE = (
     "<!DOCTYPE html><html><head><title>Tsanghi</title></head>"
     "<body><p>系统维护中，请稍后再试 (maintenance, try again later)</p></body></html>"
@@ -90,6 +100,7 @@ class Fault:
     delay: float = 2.0  # seconds "slow" waits before answering
     full_length: bool = False  # "truncated": announce the whole body, then close mid-way
     day: str | None = None  # only requests with this `date` parameter (yyyy-mm-dd)
+    code: int = 429  # envelope code of a "quota" answer
     hits: int = 0  # requests this fault has answered
 
     def matches(
@@ -128,7 +139,7 @@ def envelope(code: int, msg: str, data_json: str = "null") -> bytes:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return dumps_exact(value)
 
 
 class _BadRequest(Exception):
@@ -261,6 +272,7 @@ class FakeTsanghi:
         delay: float = 2.0,
         full_length: bool = False,
         day: str | None = None,
+        code: int = 429,
     ) -> Fault:
         """Make the next ``times`` matching requests fail (``times=None``: all of them).
 
@@ -270,14 +282,22 @@ class FakeTsanghi:
         cut in the middle; with ``full_length`` the Content-Length announces
         the whole body and the connection closes early), "malformed" (HTTP
         200, an HTML page), "envelope" (code 500 "系统繁忙"), "empty" (code 200
-        with no records), "auth" (the invalid-token envelope). ``day`` narrows
-        a fault to the requests for that date. Faults are checked in the order added.
+        with no records), "auth" (the invalid-token envelope), "404" (HTTP 404
+        with a code-404 envelope, as for an unknown path), "html404" (HTTP 404,
+        the HTML page of a web server), "400" (a code-400 envelope: a request
+        the API refuses), "echo" (HTTP 502, a gateway page quoting the request
+        URL, token included), "quota" (HTTP 200, envelope ``code`` with the
+        message "token今日调用次数已用完"), "dateformat" (the normal answer with
+        every date as yyyymmdd). ``day`` narrows a fault to the requests for
+        that date. Faults are checked in the order added.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
         if endpoint not in (None, *ENDPOINTS):
             raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {ENDPOINTS}")
-        fault = Fault(kind, endpoint, exchange, ticker, times, retry_after, delay, full_length, day)
+        fault = Fault(
+            kind, endpoint, exchange, ticker, times, retry_after, delay, full_length, day, code
+        )
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -438,10 +458,30 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.kind == "empty":  # a good envelope with no records: an upstream glitch
                 self._send(record, 200, 200, envelope(200, OK_MSG, "[]"), _JSON)
                 return
+            if fault.kind == "404":
+                self._send(record, 404, 404, envelope(404, "接口不存在 (no such endpoint)"), _JSON)
+                return
+            if fault.kind == "html404":
+                self._send(record, 404, None, _HTML_PAGES[404].encode(), _HTML)
+                return
+            if fault.kind == "400":
+                self._send(record, 200, 400, envelope(400, "参数错误 (bad parameter)"), _JSON)
+                return
+            if fault.kind == "echo":  # a gateway that quotes the request, query and all
+                page = (
+                    f"<html><body><h1>502 Bad Gateway</h1><p>upstream failed: GET {self.path}</p>"
+                )
+                self._send(record, 502, None, (page + "</body></html>").encode(), _HTML)
+                return
+            if fault.kind == "quota":
+                self._send(record, 200, fault.code, envelope(fault.code, QUOTA_MSG), _JSON)
+                return
             if fault.kind == "slow":
                 app._pause(fault.delay)
 
         status, code, body = app._answer(kind, exchange, token, params)
+        if fault is not None and fault.kind == "dateformat":
+            body = _ISO_DATE_FIELD.sub(rb'"date":"\1\2\3"', body)
         if fault is not None and fault.kind == "truncated":
             cut = len(body) // 2
             while cut > 0 and body[cut] & 0xC0 == 0x80:  # not inside a UTF-8 character

@@ -17,11 +17,13 @@ import bisect
 import json
 import math
 import random
+import re
 import threading
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -537,7 +539,7 @@ class Universe:
         if raw is not None:
             if order == 2:
                 raw.reverse()
-            return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+            return dumps_exact(raw)
         with self._lock:
             frame = self.daily_frame(exchange, ticker, start, end)
             day_text = self._day_text
@@ -653,7 +655,8 @@ class Universe:
             self._etfs[exchange][ticker] = etf
 
     def set_rows(self, exchange: str, ticker: str, rows: Iterable[dict]) -> None:
-        """Serve exactly these raw dicts as the ticker's daily rows (any JSON-able values)."""
+        """Serve exactly these raw dicts as the ticker's daily rows (any JSON-able values;
+        a ``Decimal`` is sent as the bare JSON number of its digits)."""
         with self._lock:
             _check_exchange(exchange)
             self._row_overrides[(exchange, ticker)] = [dict(r) for r in rows]
@@ -678,6 +681,24 @@ class Universe:
         return (
             f"Universe(n_etfs={self.n_etfs}, start={self.start}, end={self._end}, seed={self.seed})"
         )
+
+
+_EXACT = "\x00exact:"
+_EXACT_RE = re.compile(r'"\\u0000exact:([^"]*)"')
+
+
+def _exact(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return _EXACT + str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps_exact(value: Any) -> str:
+    """Compact JSON in which a ``Decimal`` is written as the bare JSON number of its
+    own digits (``Decimal("2.34499999999999997")`` -> ``2.34499999999999997``):
+    how a test serves numbers that no float can hold."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_exact)
+    return _EXACT_RE.sub(lambda m: m[1], text)
 
 
 def _raw_in_range(row: dict, lo: date | None, hi: date | None) -> bool:
