@@ -50,7 +50,7 @@ AUTH_STATUS = {401, 403}
 AUTH_WORDS = re.compile(
     r"(token|令牌|密钥|api[ _-]?key)\s*(无效|错误|不正确|不存在|非法|已?过期|已?失效)"
     r"|(无效|错误|非法|过期|失效)的?\s*(token|令牌|密钥)"
-    r"|invalid\s+(api[ _-]?)?(token|key)|(token|key)\s+(is\s+)?(invalid|expired|not valid)"
+    r"|invalid\s+(api[ _-]?)?(token|key)|(token|key)\s+(is\s+|has\s+)?(been\s+)?(invalid|expired|not valid)"
     r"|expired\s+(token|key)|unauthori[sz]ed|authentication failed|认证失败|鉴权失败|未授权",
     re.IGNORECASE,
 )
