@@ -32,10 +32,13 @@ LIST_FIELDS = ["ticker", "name", "is_active", "exchange_code", "country_code", "
 FIELDS = {"list": LIST_FIELDS, "daily": DAILY_FIELDS, "latest": DAILY_FIELDS}
 
 
-# A JSON number in value position: after a key's closing quote (never an escaped
-# quote inside a string) and a colon. Quoting it turns it into a JSON string of
-# its own digits before any decoder sees it.
-_NUMBER_VALUE = r'([^\\]"\s*:\s*)(-?[0-9][0-9.eE+-]*)'
+# A JSON number in value position: after a key and a colon. The key's closing
+# quote follows a word character, so it is never an escaped quote inside a
+# string, nor the opening quote of a string value that starts with ":1".
+# Quoting the number turns it into a JSON string of its own digits before any
+# decoder sees it. (A key ending in a non-word character is not matched: its
+# numbers are decoded as before. Every key of the API is a word.)
+_NUMBER_VALUE = r'(\w"\s*:\s*)(-?[0-9][0-9.eE+-]*)'
 # Digits kept after the point when text becomes a number: enough that rounding
 # to 4 places later is exact (see _decimal), and the cast itself rounds nothing.
 _FRACTION = 10

@@ -521,3 +521,39 @@ def test_date_helpers_accept_strings(universe):
     )
     with pytest.raises(ValueError):
         universe.list_rows("XSHX")
+
+
+def test_faults_for_honest_outcomes(api, http, universe):
+    api.add_fault("404")
+    r = get(http, api, "/etf/XSHG/list")
+    assert r.status_code == 404 and r.json()["code"] == 404
+    api.add_fault("html404")
+    r = get(http, api, "/etf/XSHG/list")
+    assert r.status_code == 404 and "<h1>404 Not Found</h1>" in r.text
+    api.add_fault("400")
+    assert get(http, api, "/etf/XSHG/list").json()["code"] == 400
+    api.add_fault("echo", endpoint="daily")
+    r = get(http, api, "/etf/XSHG/daily", ticker="510050")
+    assert r.status_code == 502 and f"ticker=510050&token={TOKEN}" in r.text
+    api.add_fault("quota", code=403)
+    assert get(http, api, "/etf/XSHG/list").json() == {
+        "msg": "token今日调用次数已用完 (daily quota used up)",
+        "code": 403,
+        "data": None,
+    }
+    api.add_fault("dateformat", endpoint="daily")
+    dates = {row["date"] for row in data(get(http, api, "/etf/XSHG/daily", ticker="510050"))}
+    assert dates and all(re.fullmatch(r"\d{8}", d) for d in dates)
+    assert api.faults == []
+
+
+def test_decimal_rows_are_served_as_the_bare_json_numbers_of_their_digits(api, http, universe):
+    from decimal import Decimal
+
+    row = {"ticker": "510050", "date": "2024-01-02", "close": Decimal("2.34499999999999997")}
+    universe.set_rows("XSHG", "510050", [dict(row, volume=9 * 10**18)])
+    text = get(http, api, "/etf/XSHG/daily", ticker="510050").text
+    assert '"close":2.34499999999999997,"volume":9000000000000000000' in text
+    day = universe.latest_trading_day()
+    universe.set_rows("XSHG", "510050", [dict(row, date=day.isoformat())])
+    assert '"close":2.34499999999999997' in get(http, api, "/etf/XSHG/daily/latest").text

@@ -188,14 +188,15 @@ def test_json_numbers_are_decoded_from_their_own_digits_never_through_f64():
         [
             '{"ticker":"510050","date":"2024-01-02","open": 2.34499999999999997,'
             '"high":1.00004999999,"low" :-0.5e-3,"close":12,"volume":9007199254740993}',
-            # an escaped quote and a colon inside a string are not a key
-            '{"ticker":"51\\":1,","date":"x","open":1,"high":1,"low":1,"close":1,"volume":1}',
+            # an escaped quote and a colon inside a string are not a key, nor is
+            # a string value that starts with a colon and a digit
+            '{"ticker":"51\\":1,","date":":2","open":1,"high":1,"low":1,"close":1,"volume":1}',
         ]
     )
     decoded = transform.explode_bodies(_raw(body), transform.DAILY_FIELDS)
     assert decoded.select(transform.DAILY_FIELDS).rows() == [
         ("510050", "2024-01-02", "2.34499999999999997", "1.00004999999", "-0.5e-3", "12", "9007199254740993"),
-        ('51":1,', "x", "1", "1", "1", "1", "1"),
+        ('51":1,', ":2", "1", "1", "1", "1", "1"),
     ]  # fmt: skip
     # What polars alone would have made of them:
     alone = pl.Series([body]).str.json_decode(transform.envelope_dtype(transform.DAILY_FIELDS))
