@@ -38,6 +38,7 @@ import polars as pl
 import requests
 
 from etl.breaker import Breaker
+from etl.db import mask_url
 from etl.errors import AuthError
 from etl.settings import Settings
 from etl.transform import FIELDS, decode_envelopes
@@ -109,6 +110,8 @@ def classify(http_status: int | None, code: str | None, msg: str) -> str:
     ``code`` and ``msg`` come from the JSON envelope (None and "" without one).
     Unknown codes and wording are transient: retried, never fatal.
     """
+    if http_status == 200 and code == "200":
+        return "ok"  # whatever the message says (it may mention the quota left)
     if QUOTA_WORDS.search(msg):
         return "quota"
     if http_status in AUTH_STATUS or code in {"401", "403"} or AUTH_WORDS.search(msg):
@@ -117,8 +120,6 @@ def classify(http_status: int | None, code: str | None, msg: str) -> str:
         return "transient"
     if http_status is not None and 400 <= http_status < 500:
         return "client"
-    if code == "200":
-        return "ok" if http_status == 200 else "transient"
     if code is not None and code.isdigit() and 400 <= int(code) < 500:
         return "transient" if int(code) in RETRY_STATUS else "client"
     return "transient"
@@ -272,7 +273,8 @@ class TsanghiClient:
         if status != 200 or kind == "client":
             if kind == "client" and status == 404:
                 raise _Failure(
-                    f"HTTP 404: no such address {self._base}{path}; check TSANGHI_BASE_URL",
+                    f"HTTP 404: no such address {mask_url(self._base)}{path}; "
+                    "check TSANGHI_BASE_URL",
                     status, body, kind="client",
                 )  # fmt: skip
             if kind == "client" and status != 200:

@@ -1,8 +1,9 @@
 """Command line: thin click wrappers over the library; errors become exit codes here.
 
-Exit codes: 0 ok · 1 failed (configuration, database, token, or too many
-symbols failed) · 3 partial (some symbols or an exchange failed; the rest is
-loaded) · 4 another sync holds the database's lock · 2 bad usage.
+Exit codes: 0 ok · 1 failed (configuration, database, token, or the outcome
+policy in etl/outcome.py says failed) · 3 partial (some symbols or an exchange
+failed, or rows were rejected; the rest is loaded) · 4 another sync holds the
+database's lock · 2 bad usage.
 """
 
 from __future__ import annotations

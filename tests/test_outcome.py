@@ -112,6 +112,7 @@ def test_a_tripped_breaker_keeps_its_first_reason_across_threads():
     ("status", "code", "msg", "kind"),
     [
         (200, "200", "操作成功", "ok"),
+        (200, "200", "操作成功, 今日剩余调用次数不足 100", "ok"),  # a good answer is good
         (429, None, "", "transient"),
         (503, None, "", "transient"),
         (502, "502", "bad gateway", "transient"),
