@@ -48,6 +48,13 @@ def test_a_base_url_answering_404_everywhere_stops_after_the_two_lists(how, etl,
     assert run[2] == "failed" and "TSANGHI_BASE_URL" in run[3]
 
 
+def test_sync_list_alone_says_what_to_check_when_no_list_comes(etl, db, api):
+    api.add_fault("html404", times=None)
+    out = etl("sync-list")
+    assert out.exit_code == 1, out.stderr
+    assert api.request_count() == 2 and "Check TSANGHI_BASE_URL" in out.stderr
+
+
 def test_client_errors_fail_their_request_at_once_and_the_rest_loads(etl, db, api, universe):
     refused, gone = active_tickers(universe, "XSHG")[:2]
     api.add_fault("400", endpoint="daily", ticker=refused, times=None)
