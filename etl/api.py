@@ -41,9 +41,10 @@ from etl.breaker import Breaker
 from etl.db import mask_url
 from etl.errors import AuthError
 from etl.settings import Settings
-from etl.transform import FIELDS, decode_envelopes
+from etl.transform import FIELDS, LONG_NUMBER, decode_envelopes
 
 log = logging.getLogger(__name__)
+_LONG_NUMBER_RE = re.compile(LONG_NUMBER)
 
 RETRY_STATUS = {408, 425, 429}  # and every 5xx
 AUTH_STATUS = {401, 403}
@@ -323,7 +324,9 @@ def _envelope(body: str, endpoint: str) -> tuple[str | None, str, int | None]:
     be anything, are looked at with the json module only to read code and msg.
     """
     try:
-        env = pl.select(decode_envelopes(pl.lit(body), FIELDS[endpoint])).to_series().struct
+        text = pl.lit(body)
+        quote = _LONG_NUMBER_RE.search(body) is not None
+        env = pl.select(decode_envelopes(text, FIELDS[endpoint], quote)).to_series().struct
         code = env.field("code")[0]
         return code, env.field("msg")[0] or "", env.field("data").list.len().fill_null(0)[0]
     except pl.exceptions.PolarsError:

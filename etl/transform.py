@@ -45,14 +45,44 @@ _FRACTION = 10
 _TRUNCATE = rf"^(-?[0-9]*\.[0-9]{{{_FRACTION}}})[0-9]+"
 
 
-def decode_envelopes(body: pl.Expr, fields: list[str]) -> pl.Expr:
+# A run of 16 or more digits and points: a number with more significant
+# digits than f64 keeps exactly (15). Only answers holding one need quoting.
+LONG_NUMBER = r"[0-9.]{16,}"
+
+
+def needs_quoting(body: pl.Expr) -> pl.Expr:
+    """Whether an answer holds a number that would not survive f64."""
+    return body.str.contains(LONG_NUMBER)
+
+
+def decode_envelopes(body: pl.Expr, fields: list[str], quote: bool = True) -> pl.Expr:
     """JSON answer text -> the envelope struct, every record field as its literal text.
 
     polars decodes a JSON number through f64 even into ``pl.String``
-    (``2.34499999999999997`` becomes ``2.3449999999999998``), so every number
-    in value position is first quoted as the string of its own digits.
+    (``2.34499999999999997`` becomes ``2.3449999999999998``), so with ``quote``
+    every number in value position is first quoted as the string of its own
+    digits. That pass costs more than the decode itself; a number of at most
+    15 significant digits comes back from f64 as its own shortest text, so
+    answers without a long number (``needs_quoting``) may skip it.
     """
-    return body.str.replace_all(_NUMBER_VALUE, '${1}"${2}"').str.json_decode(envelope_dtype(fields))
+    if quote:
+        body = body.str.replace_all(_NUMBER_VALUE, '${1}"${2}"')
+    return body.str.json_decode(envelope_dtype(fields))
+
+
+def decode_bodies(frame: pl.DataFrame, fields: list[str], *keep: str) -> pl.DataFrame:
+    """The ``data`` records of every answer in ``frame`` (column ``r``), with
+    the ``keep`` columns; quoting only the answers that need it."""
+    long = needs_quoting(pl.col("body"))
+    return pl.concat(
+        [
+            frame.filter(~long).select(
+                *keep, decode_envelopes(pl.col("body"), fields, quote=False).alias("env")
+            ),
+            frame.filter(long).select(*keep, decode_envelopes(pl.col("body"), fields).alias("env")),
+        ],
+        how="vertical",
+    )
 
 
 def _decimal(text: pl.Expr) -> pl.Expr:
@@ -91,12 +121,10 @@ def explode_bodies(raw: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
     """One row per record of every good answer, fields as text, plus its request."""
     good = raw.filter(pl.col("error").is_null() & pl.col("body").is_not_null())
     rows = (
-        good.select(
-            "endpoint",
-            "exchange",
-            pl.col("ticker").alias("req_ticker"),
-            decode_envelopes(pl.col("body"), fields).struct.field("data").alias("r"),
+        decode_bodies(
+            good.rename({"ticker": "req_ticker"}), fields, "endpoint", "exchange", "req_ticker"
         )
+        .select("endpoint", "exchange", "req_ticker", pl.col("env").struct.field("data").alias("r"))
         .explode("r")
         .filter(pl.col("r").is_not_null())
     )

@@ -410,3 +410,19 @@ def test_a_part_is_normalized_in_slices_with_the_day_answers_together():
     assert [s["endpoint"].to_list() for s in cut] == [["latest", "latest"]] + [["daily"] * 2] * 3
     assert pl.concat(cut).sort("body").equals(frame.sort("body"))  # nothing lost or doubled
     assert [s.height for s in slices(frame, max_bytes=1)] == [2, 1, 1, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ["0.1", "2.345", "1.00004999999", "123456789.1234", "12345.6789012345", "9007199254740993",
+     "2.34499999999999997", "0.30000000000000004", "1e-5", "100"],
+)  # fmt: skip
+def test_numbers_come_out_of_the_json_as_the_value_they_wrote(literal):
+    """Short numbers skip the quoting pass (f64 keeps 15 digits exactly); long ones take it.
+    Either way the text that comes out stands for exactly the number sent."""
+    from decimal import Decimal
+
+    body = '{"msg": "ok", "code": 200, "data": [{"ticker": "510050", "close": ' + literal + "}]}"
+    frame = raw("XSHG", []).with_columns(pl.lit(body).alias("body"))
+    text = T.explode_bodies(frame, T.DAILY_FIELDS)["close"][0]
+    assert Decimal(text) == Decimal(literal)
