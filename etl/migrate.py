@@ -12,8 +12,9 @@ from adbc_driver_manager.dbapi import Cursor
 
 from etl.db import Database
 from etl.errors import DatabaseError, MigrationError
+from etl.sqlfiles import MIGRATIONS_DIR
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+__all__ = ["MIGRATIONS_DIR", "apply_migrations", "migration_files", "split_statements"]
 
 # Fixed advisory-lock key ("etlmigr" in ASCII) serialising migrations across processes.
 # Distinct from the sync lock, so a migration never waits for a running sync's lock.

@@ -46,10 +46,10 @@ if ! flock -n 9; then
     exit 4
 fi
 
-if [[ ! -x .venv/bin/etl ]]; then
+if [[ ! -f .venv/.runtime ]]; then
     # A fresh clone: let make build the virtualenv, then run etl itself so its
     # exit code is ours (make would turn every failure into 2).
-    make -s .venv/.installed >>"$log" 2>&1 9>&-
+    make -s .venv/.runtime >>"$log" 2>&1 9>&-
 fi
 
 echo "$(stamp) start: etl --quiet sync $* (pid $$)" >>"$log"

@@ -14,8 +14,8 @@ set -euo pipefail
 here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 cd -- "$(dirname -- "$here")"
 
-if [[ ! -x .venv/bin/etl ]]; then
-    make -s .venv/.installed
+if [[ ! -f .venv/.runtime ]]; then
+    make -s .venv/.runtime
 fi
 
 demo_dir="${DEMO_DATA_DIR:-./data/demo}"
