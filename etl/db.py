@@ -7,14 +7,17 @@ files live under the data directory, so `make sync-etf` works with nothing insta
 
 from __future__ import annotations
 
+import getpass
+import logging
 import os
 import re
+import stat
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import adbc_driver_postgresql.dbapi as adbc
 import connectorx as cx
@@ -22,21 +25,40 @@ import polars as pl
 
 from etl.errors import ConfigError, DatabaseError
 
+log = logging.getLogger(__name__)
+
 _HINT = "is PostgreSQL running? check DATABASE_URL"
 _SCHEMES = ("postgresql", "postgres")
-# `user:password@` inside any URL-looking text, also in driver messages that echo the URL.
+# `user:password@` inside URL-shaped text (driver messages echo the URL they were given):
+# the password is found by its place between `scheme://user:` and the `@` before the host.
 # Greedy up to the last `@` before the path, so a raw `@` inside the password is covered.
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^\s:/?#@]*:)(?P<pw>[^\s/?#]+)@", re.I)
 # `password=...` as a URL query parameter or in a key=value connection string.
 _PARAM_PASSWORD = re.compile(
     r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s&'\"]+)", re.I
 )
+# sslmode values both drivers understand. libpq also has verify-ca and verify-full, which
+# connectorx (rust-postgres) rejects, and allow, which it lacks (prefer is its superset).
+_SSLMODES = {"disable": "disable", "allow": "prefer", "prefer": "prefer", "require": "require"}
+_DEFAULT_SOCKET_DIRS = ("/var/run/postgresql", "/run/postgresql", "/tmp")
 
 
 def mask_url(url: str) -> str:
-    """`url` with every password replaced by `***`, safe to print or log."""
+    """`url` (or any text holding URLs) with every password replaced by `***`.
+
+    Passwords are found by their place: in the userinfo of a URL and as the value of a
+    `password` parameter, never by searching for the password's text, so a short
+    password cannot mangle the words around it."""
     masked = _URL_PASSWORD.sub(lambda m: m["head"] + "***@", url)
     return _PARAM_PASSWORD.sub(lambda m: m["head"] + "***", masked)
+
+
+def _check_scheme(url: str) -> None:
+    if urlsplit(url).scheme not in _SCHEMES:
+        raise ConfigError(
+            f"DATABASE_URL must look like postgresql://user:password@host:5432/dbname, "
+            f"got {mask_url(url)!r}"
+        )
 
 
 def connectorx_url(url: str) -> str:
@@ -45,44 +67,151 @@ def connectorx_url(url: str) -> str:
     libpq reads `postgresql://user:@/db?host=/socket/dir` (what pgserver hands out);
     connectorx's URL parser rejects the empty host. A `host=` query parameter overrides
     the host in the authority for both, so `localhost` is only a placeholder there.
+    On a unix socket libpq ignores sslmode while connectorx would try TLS on it and hang
+    for 30 s, so sslmode is dropped there.
     """
+    _check_scheme(url)
     parts = urlsplit(url)
-    if parts.scheme not in _SCHEMES:
-        raise ConfigError(
-            f"DATABASE_URL must look like postgresql://user:password@host:5432/dbname, "
-            f"got {mask_url(url)!r}"
-        )
     userinfo, at, hostport = parts.netloc.rpartition("@")
     if userinfo.endswith(":"):  # empty password: connectorx wants no colon at all
         userinfo = userinfo[:-1]
     if not hostport or hostport.startswith(":"):
         hostport = "localhost" + hostport
     netloc = f"{userinfo}{at}{hostport}" if at else hostport
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    query = parts.query
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    if "sslmode" in params:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if params.get("host", "").startswith("/"):
+            pairs = [(k, v) for k, v in pairs if k != "sslmode"]
+        else:
+            pairs = [(k, _SSLMODES.get(v, v) if k == "sslmode" else v) for k, v in pairs]
+        query = urlencode(pairs, safe="/:")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def resolve_url(url: str, env: Mapping[str, str] | None = None) -> str:
+    """`url` with what libpq would add from the environment made explicit, for both drivers.
+
+    connectorx reads neither PGPASSWORD, PGPASSFILE, ~/.pgpass nor PGSSLMODE (a URL
+    without a password made it log `password missing` and give up after 30 s). The
+    password is resolved once by libpq's rules: the URL's own, else PGPASSWORD, else the
+    first matching line of the password file (the URL's `passfile=`, PGPASSFILE, or
+    ~/.pgpass; ignored, as libpq does, when others may read it). PGSSLMODE becomes
+    `sslmode=` unless the URL has one. A sslmode connectorx cannot honour is refused.
+    """
+    _check_scheme(url)
+    env = os.environ if env is None else env
+    parts = urlsplit(url)
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query = parts.query
+    if "sslmode" not in params and env.get("PGSSLMODE"):
+        params["sslmode"] = env["PGSSLMODE"]
+        extra = urlencode({"sslmode": params["sslmode"]})
+        query = f"{query}&{extra}" if query else extra
+    mode = params.get("sslmode")
+    if mode is not None and mode not in _SSLMODES:
+        hint = (
+            "connectorx, which reads the data back, supports only disable, allow, prefer "
+            "and require (encrypted, the certificate not checked)"
+            if mode in ("verify-ca", "verify-full")
+            else "use one of disable, allow, prefer, require"
+        )
+        raise ConfigError(f"sslmode={mode!r} (DATABASE_URL or PGSSLMODE) cannot be used: {hint}")
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    has_password = ":" in userinfo or "password" in params
+    password = None
+    if not has_password:
+        password = env.get("PGPASSWORD") or _from_passfile(parts, params, env)
+    if password:
+        user = unquote(userinfo) if at else _default_user(params, env)
+        userinfo, at = f"{quote(user, safe='')}:{quote(password, safe='')}", "@"
+    netloc = f"{userinfo}{at}{hostport}" if at else hostport
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _default_user(params: Mapping[str, str], env: Mapping[str, str]) -> str:
+    return params.get("user") or env.get("PGUSER") or getpass.getuser()
+
+
+def _from_passfile(
+    parts: SplitResult, params: Mapping[str, str], env: Mapping[str, str]
+) -> str | None:
+    """The password libpq would take from the password file, or None."""
+    path = Path(
+        params.get("passfile") or env.get("PGPASSFILE") or Path.home() / ".pgpass"
+    ).expanduser()
+    try:
+        mode = path.stat().st_mode
+        if stat.S_IMODE(mode) & 0o077:
+            log.warning(
+                "password file %s is readable by others (chmod 0600 it); ignored, as libpq does",
+                path,
+            )
+            return None
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    host = params.get("host") or parts.hostname or env.get("PGHOST") or "localhost"
+    if host.startswith("/") and host.rstrip("/") in _DEFAULT_SOCKET_DIRS:
+        host = "localhost"  # libpq matches its default socket as localhost
+    port = str(params.get("port") or parts.port or env.get("PGPORT") or 5432)
+    user = unquote(parts.username or "") or _default_user(params, env)
+    dbname = (
+        params.get("dbname") or unquote(parts.path.lstrip("/")) or env.get("PGDATABASE") or user
+    )
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = _pgpass_fields(line)
+        if len(fields) < 5:
+            continue
+        if all(
+            f == "*" or f == v for f, v in zip(fields[:4], (host, port, dbname, user), strict=True)
+        ):
+            return fields[4]
+    return None
+
+
+def _pgpass_fields(line: str) -> list[str]:
+    """hostname:port:database:username:password, with `\\:` and `\\\\` escaped."""
+    fields, current, escaped = [], [], False
+    for c in line:
+        if escaped:
+            current.append(c)
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c == ":" and len(fields) < 4:
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+    fields.append("".join(current))
+    return fields
 
 
 class Database:
     """One PostgreSQL database: connections for writes, polars frames for reads."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url  # for libpq/ADBC, as given
-        self.cx_url = connectorx_url(url)  # for connectorx reads
-        self.display_url = mask_url(url)  # for every message a user may see
-        parts = urlsplit(url)
-        # Literal passwords to scrub from driver messages, raw and percent-decoded.
-        self._secrets = {p for p in (parts.password, unquote(parts.password or "")) if p}
-        for m in _PARAM_PASSWORD.finditer(url):
-            self._secrets.add(unquote(m["pw"].strip("'")))
+    def __init__(self, url: str, env: Mapping[str, str] | None = None) -> None:
+        given = url
+        self.url = resolve_url(url, env)  # for libpq/ADBC: the password made explicit
+        self.cx_url = connectorx_url(self.url)  # for connectorx reads, the same password
+        self.display_url = mask_url(given)  # for every message a user may see
+        self._shown = {self.url: self.display_url, self.cx_url: self.display_url}
 
     def __repr__(self) -> str:
         return f"Database({self.display_url!r})"
 
     def scrub(self, text: str) -> str:
-        """`text` (typically a driver's error message) with this URL's password removed."""
-        text = mask_url(text.replace(self.url, self.display_url))
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        """`text` (typically a driver's error message) with this URL's password masked.
+
+        Where a driver echoes the URL it was given, that URL is shown masked; any other
+        URL-shaped text is masked by the password's place in it (see mask_url)."""
+        for url, shown in self._shown.items():
+            text = text.replace(url, shown)
+        return mask_url(text)
 
     def connect(self) -> adbc.Connection:
         """A new ADBC connection, autocommit off: callers commit or roll back."""
