@@ -6,6 +6,7 @@ environment and are kept out of ``repr`` so they never reach a log line.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,6 +23,7 @@ TUNING_VARS = {
     "ETL_HTTP_ATTEMPTS": ("max_attempts", int),
     "ETL_HTTP_BACKOFF": ("backoff", float),
     "ETL_HTTP_TIMEOUT": ("read_timeout", float),
+    "ETL_HTTP_CONNECT_TIMEOUT": ("connect_timeout", float),
     "ETL_BATCH_ROWS": ("batch_rows", int),
     "ETL_MAX_FAILED_SHARE": ("max_failed_share", float),
     "ETL_LATEST_MAX_DAYS": ("latest_max_days", int),
@@ -32,6 +34,20 @@ TUNING_VARS = {
     "ETL_BREAKER_CONSECUTIVE": ("breaker_consecutive", int),
     "ETL_BREAKER_FAILED_SHARE": ("breaker_failed_share", float),
     "ETL_BREAKER_MIN_REQUESTS": ("breaker_min_requests", int),
+}
+
+
+# Field -> (lowest, highest, the rule as the user reads it). NaN and infinity never pass.
+_LIMITS: dict[str, tuple[float, float, str]] = {
+    "workers": (1, 64, "workers must be a whole number from 1 to 64"),
+    "rate_limit": (0, math.inf, "the rate limit must be 0 (no limit) or more requests a second"),
+    "connect_timeout": (0.001, 3600, "the connect timeout must be more than 0 and at most 3600 s"),
+    "read_timeout": (0.001, 3600, "the HTTP timeout must be more than 0 and at most 3600 s"),
+    "max_attempts": (1, 100, "attempts per request must be from 1 to 100"),
+    "backoff": (0, 600, "the backoff must be from 0 to 600 seconds"),
+    "batch_rows": (1, math.inf, "rows per load batch must be at least 1"),
+    "max_failed_share": (0, 1, "the failed share must be between 0 and 1"),
+    "latest_max_days": (0, 366, "the latest-day window must be from 0 to 366 trading days"),
 }
 
 
@@ -81,6 +97,7 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Environment first, then explicit overrides (flags) that are not None."""
         env = dict(os.environ) if env is None else env
+        sources: dict[str, str] = {}  # where each checked value came from, for messages
         values: dict[str, Any] = {
             "database_url": env.get("DATABASE_URL") or None,
             "token": next((env[v] for v in TOKEN_VARS if env.get(v)), None),
@@ -89,6 +106,7 @@ class Settings:
         }
         for name, (key, kind) in TUNING_VARS.items():
             if env.get(name):
+                sources[key] = f"{name}={env[name]}"
                 try:
                     values[key] = kind(env[name])
                 except ValueError:
@@ -101,21 +119,24 @@ class Settings:
                 raise TypeError(f"unknown setting {key!r}")
             if value is not None:
                 values[key] = value
+                sources[key] = f"--{key.replace('_', '-')} {value}"
         settings = cls(**values)
-        settings.validate()
+        settings.validate(sources)
         return settings
 
-    def validate(self) -> None:
+    def validate(self, sources: dict[str, str] | None = None) -> None:
+        """Refuse, at start-up, any value the run could not honour, naming where it came from."""
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"TSANGHI_BASE_URL must start with http:// or https://, got {self.base_url!r}"
             )
-        if self.workers < 1:
-            raise ConfigError("--workers must be at least 1")
-        if self.batch_rows < 1:
-            raise ConfigError("--batch-rows must be at least 1")
-        if not 0 <= self.max_failed_share <= 1:
-            raise ConfigError("--max-failed-share must be between 0 and 1")
+        sources = sources or {}
+        for key, (low, high, rule) in _LIMITS.items():
+            value = getattr(self, key)
+            number_ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number_ok or not math.isfinite(value) or value < low or value > high:
+                where = sources.get(key) or f"{key} = {value!r}"
+                raise ConfigError(f"{where}: {rule}")
         for name, value in (
             ("ETL_KEEP_DAYS", self.keep_days),
             ("ETL_KEEP_SNAPSHOTS", self.keep_snapshots),
