@@ -22,7 +22,7 @@ from etl import export as exporter
 from etl import jsonout, queries, read, retention, sync
 from etl.db import Database, mask_url, open_database
 from etl.errors import ConfigError, EtlError, LockHeldError
-from etl.migrate import apply_migrations
+from etl.migrate import apply_migrations, require_schema
 from etl.plan import PriceOptions
 from etl.progress import LogHandler, ProgressBar
 from etl.run import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, RunFailed, execute, exit_code
@@ -240,6 +240,14 @@ def _common(fn: Any) -> Any:
     return _global_options(fn)
 
 
+_WAIT_TIMEOUT = click.option(
+    "--wait-timeout",
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="Wait at most this long for a running sync, then exit with 4 [env ETL_WAIT_TIMEOUT].",
+)
+
+
 def _sync_options(fn: Any) -> Any:
     for decorator in reversed(
         [
@@ -255,6 +263,7 @@ def _sync_options(fn: Any) -> Any:
                 is_flag=True,
                 help="Wait for a running sync to finish instead of exiting with 4.",
             ),
+            _WAIT_TIMEOUT,
             click.option(
                 "--workers", type=click.IntRange(1, 64), help="Concurrent API requests [8]."
             ),
@@ -541,10 +550,13 @@ def _describe(opts: PriceOptions) -> dict[str, Any]:
 @click.option(
     "--wait", is_flag=True, help="Wait for a running sync to finish instead of exiting with 4."
 )
+@_WAIT_TIMEOUT
 @_data_dir_option
 @_global_options
 @click.pass_obj
-def replay(ctx: Ctx, snapshot: Path, wait: bool, data_dir: Path | None) -> None:
+def replay(
+    ctx: Ctx, snapshot: Path, wait: bool, wait_timeout: float | None, data_dir: Path | None
+) -> None:
     """Load a snapshot directory again, with no API calls.
 
     Rebuilds the rows the run that wrote it loaded; safe to repeat.
@@ -553,7 +565,7 @@ def replay(ctx: Ctx, snapshot: Path, wait: bool, data_dir: Path | None) -> None:
     """
     _run(
         ctx,
-        _settings(data_dir=data_dir),
+        _settings(data_dir=data_dir, wait_timeout=wait_timeout),
         "replay",
         sync.replay,
         needs_api=False,
@@ -573,8 +585,9 @@ def status(ctx: Ctx, data_dir: Path | None) -> None:
     """
     settings = _settings(data_dir=data_dir)
     try:
+        # A read command: it never creates a database nor changes its schema.
         with _read_database(settings) as db:
-            apply_migrations(db, echo=log.debug)
+            require_schema(db)
             counts, runs = queries.etf_counts(db), queries.recent_runs(db)
     except EtlError as exc:
         raise Fatal(str(exc)) from None

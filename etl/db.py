@@ -23,7 +23,7 @@ import adbc_driver_postgresql.dbapi as adbc
 import connectorx as cx
 import polars as pl
 
-from etl.errors import ConfigError, DatabaseError
+from etl.errors import ConfigError, DatabaseError, NoDatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -213,10 +213,10 @@ class Database:
             text = text.replace(url, shown)
         return mask_url(text)
 
-    def connect(self) -> adbc.Connection:
-        """A new ADBC connection, autocommit off: callers commit or roll back."""
+    def connect(self, autocommit: bool = False) -> adbc.Connection:
+        """A new ADBC connection, autocommit off unless asked: callers commit or roll back."""
         try:
-            return adbc.connect(self.url, autocommit=False)
+            return adbc.connect(self.url, autocommit=autocommit)
         except Exception as exc:  # the driver raises its own hierarchy; callers get ours
             raise DatabaseError(
                 f"cannot connect to {self.display_url}: {self.scrub(str(exc)).strip()} ({_HINT})"
@@ -308,12 +308,23 @@ def _embedded_server(data_dir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def open_database(database_url: str | None, data_dir: Path) -> Iterator[Database]:
-    """The database to work on: `database_url` as is, or the embedded one under `data_dir`."""
+def open_database(
+    database_url: str | None, data_dir: Path, create: bool = True
+) -> Iterator[Database]:
+    """The database to work on: `database_url` as is, or the embedded one under `data_dir`.
+
+    `create=False` is for read commands: they never create an embedded cluster, and
+    raise NoDatabaseError where there is none yet."""
     if database_url:
         db = Database(database_url)
         db.fetch("SELECT 1")  # fail here, with the hint, not halfway through a run
         yield db
         return
+    if not create and not (data_dir / "pg" / "PG_VERSION").is_file():
+        raise NoDatabaseError(
+            f"no database yet: DATABASE_URL is not set and there is no embedded database in "
+            f"{data_dir / 'pg'}. Run `etl migrate` or a sync first, or point DATABASE_URL "
+            "or ETL_DATA_DIR (--data-dir) at the database to read"
+        )
     with _embedded_server(data_dir) as url:
         yield Database(url)

@@ -31,6 +31,18 @@ class LockHeldError(EtlError):
     """Another sync holds this database's sync lock."""
 
 
+class LockLostError(DatabaseError):
+    """The connection holding the sync lock died, or the lock is no longer held."""
+
+
+class NoDatabaseError(ConfigError):
+    """A read command found no database to read (no embedded cluster yet)."""
+
+
+class NotMigratedError(DatabaseError):
+    """The database lacks the schema, or some migrations: `etl migrate` is needed."""
+
+
 class SnapshotError(EtlError):
     """A snapshot directory is missing, unreadable or incomplete."""
 

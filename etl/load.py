@@ -59,6 +59,8 @@ def etf_context(db: Database, before: datetime | None) -> pl.DataFrame:
 class Loader:
     """The run's write connection."""
 
+    before_commit = staticmethod(lambda: None)  # the run sets RunLedger.check: lock still held?
+
     def __init__(self, db: Database) -> None:
         self._db = db
         self._conn = db.connect()
@@ -173,6 +175,7 @@ class Loader:
         cur.adbc_ingest("etl_stage_sync", sync.to_arrow(), mode="replace", temporary=True)
         cur.execute(query("sync_dates"))
         cur.close()
+        self.before_commit()
         self._conn.commit()
 
     def load_list(self, stage: pl.DataFrame) -> None:
@@ -185,6 +188,7 @@ class Loader:
             cur.execute(query("list_upsert"))
             cur.execute(query("list_deactivate"))
             cur.close()
+            self.before_commit()
             self._conn.commit()
         except Exception as exc:
             raise self._fail(f"saving {frame.height} ETF list changes", exc) from None

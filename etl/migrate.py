@@ -1,5 +1,15 @@
 """Plain-SQL migrations, dbmate style: numbered files in sql/migrations, applied in order,
-each in one transaction together with its row in schema_migrations."""
+each in one transaction together with its row in schema_migrations.
+
+A file whose leading comments hold the line `-- transaction:false` (dbmate's
+`transaction:false`) runs outside a transaction instead, one statement at a time, for
+what PostgreSQL refuses inside one (CREATE INDEX CONCURRENTLY on a live table). Such a
+file is not atomic: write it so that running it again after a failure is safe
+(IF NOT EXISTS; and drop an INVALID index a failed concurrent build leaves behind).
+
+Only `etl migrate` and a sync holding the sync lock apply migrations; read commands
+call `require_schema`, which only looks.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +21,7 @@ from pathlib import Path
 from adbc_driver_manager.dbapi import Cursor
 
 from etl.db import Database
-from etl.errors import DatabaseError, MigrationError
+from etl.errors import DatabaseError, MigrationError, NotMigratedError
 from etl.sqlfiles import MIGRATIONS_DIR
 
 __all__ = ["MIGRATIONS_DIR", "apply_migrations", "migration_files", "split_statements"]
@@ -21,6 +31,7 @@ __all__ = ["MIGRATIONS_DIR", "apply_migrations", "migration_files", "split_state
 MIGRATION_LOCK_KEY = 0x65746C6D696772
 
 _FILE_NAME = re.compile(r"^(\d+)_[\w.-]+\.sql$")
+_NO_TRANSACTION = re.compile(r"^--\s*transaction\s*:\s*false\s*$", re.I)
 
 _CREATE_LEDGER = """
 CREATE TABLE schema_migrations (
@@ -133,6 +144,47 @@ def apply_migrations(
     return applied
 
 
+def in_transaction(sql: str) -> bool:
+    """False when the file's leading comment lines say `-- transaction:false`."""
+    for line in sql.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if not line.startswith("--"):
+            break
+        if _NO_TRANSACTION.match(line):
+            return False
+    return True
+
+
+def pending_migrations(db: Database, directory: Path | None = None) -> list[str] | None:
+    """The migration files not applied yet, or None when the database has no
+    schema_migrations at all. Only reads: for commands that must not change anything."""
+    try:
+        (exists,) = db.fetch("SELECT to_regclass('schema_migrations') IS NOT NULL")[0]
+        done = {r[0] for r in db.fetch("SELECT version FROM schema_migrations")} if exists else None
+    except DatabaseError as exc:
+        raise DatabaseError(f"cannot read schema_migrations: {exc}") from None
+    if done is None:
+        return None
+    return [p.name for p in migration_files(directory or MIGRATIONS_DIR) if _version(p) not in done]
+
+
+def require_schema(db: Database) -> None:
+    """Raise NotMigratedError, saying what to run, unless every migration is applied."""
+    pending = pending_migrations(db)
+    if pending is None:
+        raise NotMigratedError(
+            f"the database {db.display_url} has no etf-sync schema yet: "
+            "run `etl migrate` (or a sync, which migrates) first"
+        )
+    if pending:
+        raise NotMigratedError(
+            f"the database {db.display_url} is not migrated: {len(pending)} migration(s) "
+            f"pending ({', '.join(pending)}); run `etl migrate`"
+        )
+
+
 def _version(path: Path) -> str:
     return _FILE_NAME.match(path.name)[1]
 
@@ -171,7 +223,10 @@ def _ensure_ledger(db: Database, cur: Cursor) -> set[str]:
 def _apply_one(db: Database, cur: Cursor, path: Path, echo: Callable[[str], None]) -> bool:
     """Apply one file in its own transaction; False if another process applied it first."""
     version = _version(path)
-    statements = split_statements(path.read_text(encoding="utf-8"))
+    sql = path.read_text(encoding="utf-8")
+    if not in_transaction(sql):
+        return _apply_outside_transaction(db, path, sql, echo)
+    statements = split_statements(sql)
     statement = "(taking the migration lock)"
     try:
         _lock(cur)
@@ -197,6 +252,55 @@ def _apply_one(db: Database, cur: Cursor, path: Path, echo: Callable[[str], None
             f"  statement: {_shorten(statement)}\n"
             f"  database said: {_db_message(db, exc)}"
         ) from None
+    echo(f"Applied {path.name} in {(time.perf_counter() - started) * 1000:.0f}ms")
+    return True
+
+
+def _apply_outside_transaction(
+    db: Database, path: Path, sql: str, echo: Callable[[str], None]
+) -> bool:
+    """Apply a `-- transaction:false` file on an autocommit connection of its own.
+
+    The migration lock is the session-level form of the same advisory key, held until
+    the file is recorded, so other processes still apply each file once."""
+    version = _version(path)
+    statement = "(taking the migration lock)"
+    done: list[str] = []
+    with db.connect(autocommit=True) as conn, conn.cursor() as cur:
+        try:
+            cur.execute(
+                "SELECT 1 FROM (SELECT pg_advisory_lock($1)) AS locked", (MIGRATION_LOCK_KEY,)
+            )
+            cur.fetchall()
+            cur.execute("SELECT 1 FROM schema_migrations WHERE version = $1", (version,))
+            if cur.fetchall():
+                return False
+            echo(f"Applying: {path.name} (outside a transaction)")
+            started = time.perf_counter()
+            for statement in split_statements(sql):
+                cur.execute(statement)
+                done.append(statement)
+            statement = "(recording it in schema_migrations)"
+            cur.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) "
+                "VALUES ($1, $2, now() AT TIME ZONE 'UTC')",
+                (version, path.name),
+            )
+        except Exception as exc:
+            raise MigrationError(
+                f"{path.name} failed after {len(done)} of its statements; it runs outside a "
+                "transaction (-- transaction:false), so those stay applied. Fix it and run "
+                "`etl migrate` again (a failed CREATE INDEX CONCURRENTLY leaves an INVALID "
+                "index to drop first).\n"
+                f"  statement: {_shorten(statement)}\n"
+                f"  database said: {_db_message(db, exc)}"
+            ) from None
+        finally:
+            try:
+                cur.execute("SELECT pg_advisory_unlock($1)", (MIGRATION_LOCK_KEY,))
+                cur.fetchall()
+            except Exception:
+                pass  # a dead connection released it already
     echo(f"Applied {path.name} in {(time.perf_counter() - started) * 1000:.0f}ms")
     return True
 

@@ -1,5 +1,5 @@
-"""A run from start to summary: settings checked, database opened and migrated,
-sync lock taken, ledger row written, the job done, the outcome recorded.
+"""A run from start to summary: settings checked, database opened, sync lock taken,
+schema migrated under that lock, ledger row written, the job done, the outcome recorded.
 
 The CLI calls ``execute`` and turns its summary into output and an exit code.
 """
@@ -96,13 +96,15 @@ def execute(
     needs_api: bool,
     snapshot: Path | None = None,
     options: dict[str, Any] | None = None,
-    wait: bool = False,
+    wait: bool | float = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run ``body`` as one ledgered, locked run and return its summary.
 
     ``snapshot`` names an existing snapshot to read (replay); otherwise a new one
-    is created under the data directory before anything is fetched.
+    is created under the data directory before anything is fetched. ``wait``: False
+    gives up at once if another sync holds the lock, True waits, a number waits that
+    many seconds at most (settings.wait_timeout, when set, is that number).
     """
     started = time.monotonic()
     if needs_api:
@@ -113,14 +115,16 @@ def execute(
     with ExitStack() as stack:
         db = stack.enter_context(open_database(settings.database_url, settings.data_dir))
         log.debug("target database: %s", db.display_url)
-        apply_migrations(db, echo=log.info)
         path = settings.raw_dir / run_id
         summary: dict[str, Any] = {"run_id": run_id, "command": command, "snapshot": str(path)}
         if source:
             summary["source"] = str(source.path)
         ledger = RunLedger(db, run_id, command, str(path))
         stack.callback(ledger.close)
-        ledger.acquire(wait=wait)
+        # The schema changes only under the sync lock: never under a running sync's feet.
+        ledger.lock(settings.wait_timeout if settings.wait_timeout is not None else wait)
+        apply_migrations(db, echo=log.info)
+        ledger.start()
         # Only a run that reached its database and holds the lock gets a snapshot.
         snap = Snapshot.create(settings.raw_dir, run_id)
         manifest: dict[str, Any] = {
@@ -136,6 +140,7 @@ def execute(
         snap.write_manifest(manifest)
         client = stack.enter_context(TsanghiClient(settings)) if needs_api else None
         loader = Loader(db)
+        loader.before_commit = ledger.check  # nothing is committed once the lock is gone
         stack.callback(loader.close)
         job = Job(
             run_id=run_id,

@@ -34,6 +34,7 @@ TUNING_VARS = {
     "ETL_BREAKER_CONSECUTIVE": ("breaker_consecutive", int),
     "ETL_BREAKER_FAILED_SHARE": ("breaker_failed_share", float),
     "ETL_BREAKER_MIN_REQUESTS": ("breaker_min_requests", int),
+    "ETL_WAIT_TIMEOUT": ("wait_timeout", float),
 }
 
 
@@ -48,6 +49,7 @@ _LIMITS: dict[str, tuple[float, float, str]] = {
     "batch_rows": (1, math.inf, "rows per load batch must be at least 1"),
     "max_failed_share": (0, 1, "the failed share must be between 0 and 1"),
     "latest_max_days": (0, 366, "the latest-day window must be from 0 to 366 trading days"),
+    "wait_timeout": (0, 7 * 86400, "the lock wait must be from 0 to 604800 seconds"),
 }
 
 
@@ -92,6 +94,9 @@ class Settings:
     breaker_consecutive: int = 20
     breaker_failed_share: float = 0.5
     breaker_min_requests: int = 100
+    # Seconds to wait for another sync's lock (--wait-timeout); None: plain --wait waits
+    # for as long as it takes, and without --wait a run gives up at once (exit 4).
+    wait_timeout: float | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -133,6 +138,8 @@ class Settings:
         sources = sources or {}
         for key, (low, high, rule) in _LIMITS.items():
             value = getattr(self, key)
+            if value is None and key == "wait_timeout":
+                continue
             number_ok = isinstance(value, int | float) and not isinstance(value, bool)
             if not number_ok or not math.isfinite(value) or value < low or value > high:
                 where = sources.get(key) or f"{key} = {value!r}"
