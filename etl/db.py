@@ -131,17 +131,20 @@ def resolve_url(url: str, env: Mapping[str, str] | None = None) -> str:
 
 
 def _default_user(params: Mapping[str, str], env: Mapping[str, str]) -> str:
-    return params.get("user") or env.get("PGUSER") or getpass.getuser()
+    try:
+        return params.get("user") or env.get("PGUSER") or getpass.getuser()
+    except (OSError, KeyError):  # no name for this uid (some containers)
+        return ""
 
 
 def _from_passfile(
     parts: SplitResult, params: Mapping[str, str], env: Mapping[str, str]
 ) -> str | None:
     """The password libpq would take from the password file, or None."""
-    path = Path(
-        params.get("passfile") or env.get("PGPASSFILE") or Path.home() / ".pgpass"
-    ).expanduser()
     try:
+        given = params.get("passfile") or env.get("PGPASSFILE")
+        home = None if given else env.get("HOME") or str(Path.home())
+        path = Path(given).expanduser() if given else Path(home, ".pgpass")
         mode = path.stat().st_mode
         if stat.S_IMODE(mode) & 0o077:
             log.warning(
@@ -150,7 +153,7 @@ def _from_passfile(
             )
             return None
         lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
+    except (OSError, RuntimeError):  # no file, or no home directory to look in
         return None
     host = params.get("host") or parts.hostname or env.get("PGHOST") or "localhost"
     if host.startswith("/") and host.rstrip("/") in _DEFAULT_SOCKET_DIRS:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -96,8 +98,11 @@ class PgServer:
 
 
 @pytest.fixture(scope="session")
-def embedded_pg(tmp_path_factory) -> Iterator[PgServer]:
-    data_dir = tmp_path_factory.mktemp("embedded")
+def embedded_pg() -> Iterator[PgServer]:
+    # Not under pytest's basetemp: the server runs as the `pgserver` user when we are root,
+    # and every new pytest session on the machine chmods /tmp/pytest-of-<user> back to
+    # 0700, which would cut a running server off from its own files (PANIC on pg_control).
+    data_dir = Path(tempfile.mkdtemp(prefix="etl-embedded-"))
     with open_database(None, data_dir) as db:
         server = PgServer(EMBEDDED_ID, db.url)
         # A throwaway server: skip fsync so CREATE DATABASE and commits are fast.
@@ -106,6 +111,7 @@ def embedded_pg(tmp_path_factory) -> Iterator[PgServer]:
         server.admin("SELECT pg_reload_conf()")
         yield server
         server.close()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

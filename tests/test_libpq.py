@@ -151,3 +151,23 @@ def test_a_one_letter_password_masks_the_url_and_nothing_else(system_pg, tmp_pat
     assert ":e@" not in message
     assert mask_url(url) == url.replace(":e@", ":***@")
     assert Database(url).scrub("Failed to connect: user e") == "Failed to connect: user e"
+
+
+def test_password_file_rules_follow_libpq(tmp_path):
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(
+        "# comment\n"
+        "db.example:5432:other:etl:wrong-db\n"
+        "db.example:*:stocks:etl:pa\\:ss\\\\word\n"  # `\:` and `\\` escapes
+        "localhost:5432:*:*:on-the-socket\n"
+    )
+    passfile.chmod(0o600)
+    env = {"PGPASSFILE": str(passfile)}
+    tcp = resolve_url("postgresql://etl@db.example:6543/stocks", env)
+    assert password_of(tcp) == "pa:ss\\word"
+    assert resolve_url("postgresql://etl@db.example/nomatch", env).endswith("etl@db.example/nomatch")
+    # libpq's default socket directory matches a `localhost` line; user from PGUSER.
+    sock = resolve_url("postgresql:///stocks?host=/var/run/postgresql", {**env, "PGUSER": "u"})
+    assert password_of(sock) == "on-the-socket" and urlsplit(sock).username == "u"
+    # A password in the URL, even an empty one, is never looked up.
+    assert resolve_url("postgresql://etl:@db.example/stocks", env).count(":@") == 1
