@@ -165,7 +165,9 @@ def test_password_file_rules_follow_libpq(tmp_path):
     env = {"PGPASSFILE": str(passfile)}
     tcp = resolve_url("postgresql://etl@db.example:6543/stocks", env)
     assert password_of(tcp) == "pa:ss\\word"
-    assert resolve_url("postgresql://etl@db.example/nomatch", env).endswith("etl@db.example/nomatch")
+    assert resolve_url("postgresql://etl@db.example/nomatch", env).endswith(
+        "etl@db.example/nomatch"
+    )
     # libpq's default socket directory matches a `localhost` line; user from PGUSER.
     sock = resolve_url("postgresql:///stocks?host=/var/run/postgresql", {**env, "PGUSER": "u"})
     assert password_of(sock) == "on-the-socket" and urlsplit(sock).username == "u"
