@@ -99,7 +99,12 @@ def test_sigkill_leaves_whole_batches_and_a_rerun_finishes_the_job(
         elif point == "first-batch-written":
             wait_for(lambda: list(parts.glob("part-*.parquet")), proc=proc, every=0.002)
         elif point == "between-batches":
-            wait_for(lambda: len(list(parts.glob("part-*.parquet"))) >= 3, proc=proc)
+            # Load follows the extract a part behind: wait until one part is
+            # committed and later parts are on disk.
+            wait_for(
+                lambda: price_rows(db) > 0 and len(list(parts.glob("part-*.parquet"))) >= 3,
+                proc=proc,
+            )
         else:
             # Deterministic: once one batch is in, hold a table lock that the
             # next batch's write waits for, and kill the sync inside that transaction.
