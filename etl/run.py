@@ -177,6 +177,8 @@ def execute(
         summary.update(_finish(client, started, summary.get("status", "ok")))
         if job.warnings:
             summary["warnings"] = job.warnings
+        if needs_api and nothing_new(summary):
+            snap.empty()  # a no-op evening leaves a manifest, not another copy of the lists
         error = (
             f"interrupted by {interrupt.signal}; what had arrived was loaded"
             if interrupt.signal
@@ -186,6 +188,25 @@ def execute(
         )
         _record(ledger, summary, error)
     return summary
+
+
+# Counts that say a run changed something, or has something to show.
+_CHANGES = (
+    "etfs_new",
+    "etfs_updated",
+    "etfs_deactivated",
+    "list_rows_rejected",
+    "rows_inserted",
+    "rows_updated",
+    "rows_rejected",
+    "symbols_failed",
+    "answers_resumed",
+)
+
+
+def nothing_new(summary: dict[str, Any]) -> bool:
+    """An ok run that fetched nothing the database did not hold already."""
+    return summary["status"] == "ok" and not any(summary.get(k) for k in _CHANGES)
 
 
 def _finish(client: TsanghiClient | None, started: float, status: str) -> dict[str, Any]:

@@ -129,6 +129,18 @@ class Snapshot:
     def update_manifest(self, **changes: Any) -> None:
         self.write_manifest({**self.manifest(), **changes})
 
+    def empty(self) -> None:
+        """Keep only the manifest: for a run that brought nothing new, whose
+        answers would only repeat what the database and earlier snapshots hold."""
+        self.update_manifest(emptied="nothing new: the answers were not kept")
+        for path in sorted(self.path.rglob("*"), reverse=True):  # files before their folders
+            if path.name == "manifest.json" and path.parent == self.path:
+                continue
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
+
     # -- frames ----------------------------------------------------------------
 
     def _next_part(self, folder: str) -> Path:

@@ -119,6 +119,11 @@ def test_next_evening_fetches_only_the_new_day_in_a_few_requests(etl, db, api, u
     api.reset_log()
     again = etl("sync").summary
     assert again["rows_inserted"] == 0 and api.request_count() <= 4
+    # A run that brought nothing new leaves its manifest alone, not another copy of the lists.
+    kept = [p.name for p in Path(again["snapshot"]).rglob("*")]
+    assert kept == ["manifest.json"], kept
+    # The evening before, with new rows, kept everything it fetched.
+    assert (Path(s["snapshot"]) / "kind=prices").is_dir()
 
 
 def test_per_ticker_incremental_when_far_behind(etl, db, api, universe):
