@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,15 +19,16 @@ from typing import Any
 import click
 
 from etl import export as exporter
-from etl import jsonout, queries, read, retention, sync
+from etl import jsonout, pipeline, queries, read, retention
 from etl.db import Database, mask_url, open_database
 from etl.errors import ConfigError, EtlError, LockHeldError
 from etl.migrate import apply_migrations, require_schema
 from etl.plan import PriceOptions
 from etl.progress import LogHandler, ProgressBar
-from etl.run import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, RunFailed, execute, exit_code
+from etl.run import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, RunFailed, exit_code
 from etl.settings import Settings
 from etl.symbols import MARKETS, check_symbol
+from etl.sync import Progress
 
 CHINA = timezone(timedelta(hours=8))  # Asia/Shanghai has no daylight saving time
 GROUP_HELP = """Keep a PostgreSQL database of Chinese ETFs (XSHG, XSHE) current from the
@@ -354,29 +355,12 @@ def _exchanges(exchanges: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(e.upper() for e in exchanges)) or tuple(MARKETS)
 
 
-def _run(
-    ctx: Ctx,
-    settings: Settings,
-    command: str,
-    body: Any,
-    *,
-    needs_api: bool = True,
-    snapshot: Path | None = None,
-    options: dict[str, Any] | None = None,
-    wait: bool = False,
-) -> None:
+def _run(ctx: Ctx, settings: Settings, call: Callable[[Progress], pipeline.RunResult]) -> None:
+    """Run one library call (etl.pipeline) with a progress bar; print its summary
+    and exit with its code, or turn its error into the CLI's."""
     bar = ProgressBar(enabled=not ctx.quiet and not ctx.as_json)
     try:
-        summary = execute(
-            settings,
-            command,
-            body,
-            needs_api=needs_api,
-            snapshot=snapshot,
-            options=options,
-            wait=wait,
-            progress=bar.update,
-        )
+        summary = call(bar.update).summary
     except LockHeldError as exc:
         bar.close()
         raise Locked(str(exc)) from None
@@ -476,15 +460,8 @@ def sync_list(ctx: Ctx, exchanges: tuple[str, ...], wait: bool, **flags: Any) ->
 
     Example: TSANGHI_TOKEN=... etl sync-list --exchange XSHG
     """
-    chosen = _exchanges(exchanges)
-    _run(
-        ctx,
-        _settings(**flags),
-        "sync-list",
-        lambda job: sync.sync_lists(job, chosen),
-        options={"exchanges": chosen},
-        wait=wait,
-    )
+    chosen, settings = _exchanges(exchanges), _settings(**flags)
+    _run(ctx, settings, lambda _: pipeline.sync_lists(settings, chosen, wait=wait))
 
 
 @cli.command("sync-prices")
@@ -497,14 +474,7 @@ def sync_prices(ctx: Ctx, wait: bool, **params: Any) -> None:
     Example: etl sync-prices --symbol SH.510050 --start-date 2024-01-01
     """
     opts, settings = _price_run(params)
-    _run(
-        ctx,
-        settings,
-        "sync-prices",
-        lambda job: sync.sync_prices(job, opts),
-        options=_describe(opts),
-        wait=wait,
-    )
+    _run(ctx, settings, lambda bar: pipeline.sync_prices(settings, opts, wait=wait, progress=bar))
 
 
 @cli.command("sync")
@@ -517,14 +487,7 @@ def sync_all(ctx: Ctx, wait: bool, **params: Any) -> None:
     Example: TSANGHI_TOKEN=... etl sync --json
     """
     opts, settings = _price_run(params)
-    _run(
-        ctx,
-        settings,
-        "sync",
-        lambda job: sync.sync_all(job, opts),
-        options=_describe(opts),
-        wait=wait,
-    )
+    _run(ctx, settings, lambda bar: pipeline.sync(settings, opts, wait=wait, progress=bar))
 
 
 def _price_run(params: dict[str, Any]) -> tuple[PriceOptions, Settings]:
@@ -532,17 +495,6 @@ def _price_run(params: dict[str, Any]) -> tuple[PriceOptions, Settings]:
     names = ("exchanges", "symbols", "start_date", "end_date", "full", "overwrite")
     opts = _price_opts(*(params.pop(name) for name in names))
     return opts, _settings(**params)
-
-
-def _describe(opts: PriceOptions) -> dict[str, Any]:
-    return {
-        "exchanges": list(opts.exchanges),
-        "symbols": list(opts.symbols),
-        "start": opts.start.isoformat() if opts.start else None,
-        "end": opts.end.isoformat(),
-        "full": opts.full,
-        "overwrite": opts.overwrite,
-    }
 
 
 @cli.command()
@@ -563,15 +515,8 @@ def replay(
 
     Example: etl replay data/raw/20261126T103000Z-1a2b3c --json
     """
-    _run(
-        ctx,
-        _settings(data_dir=data_dir, wait_timeout=wait_timeout),
-        "replay",
-        sync.replay,
-        needs_api=False,
-        snapshot=snapshot,
-        wait=wait,
-    )
+    settings = _settings(data_dir=data_dir, wait_timeout=wait_timeout)
+    _run(ctx, settings, lambda _: pipeline.replay(settings, snapshot, wait=wait))
 
 
 @cli.command()

@@ -25,14 +25,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
+from etl import queries
 from etl import sync as jobs
+from etl.db import open_database
+from etl.migrate import require_schema
 from etl.plan import PriceOptions
 from etl.run import RunFailed, execute, exit_code
 from etl.settings import Settings
 from etl.symbols import MARKETS
 from etl.sync import Progress
 
-__all__ = ["RunFailed", "RunResult", "replay", "sync", "sync_lists", "sync_prices"]
+__all__ = [
+    "RunFailed",
+    "RunResult",
+    "Status",
+    "replay",
+    "status",
+    "sync",
+    "sync_lists",
+    "sync_prices",
+]
 
 
 @dataclass(frozen=True)
@@ -152,3 +166,19 @@ def replay(settings: Settings, snapshot: Path | str, *, wait: bool = False) -> R
         settings, "replay", jobs.replay, needs_api=False, snapshot=Path(snapshot), wait=wait
     )
     return RunResult.of(summary)
+
+
+@dataclass(frozen=True)
+class Status:
+    """What ``etl status`` shows: ETFs per market and the latest runs."""
+
+    markets: pl.DataFrame  # market_code, active, inactive, latest_trade_date, behind
+    runs: pl.DataFrame  # the latest runs of the etl_runs ledger, newest first
+
+
+def status(settings: Settings) -> Status:
+    """Read the ETF counts and the run ledger. A read: it never creates the
+    embedded database nor changes the schema (NoDatabaseError, NotMigratedError)."""
+    with open_database(settings.database_url, settings.data_dir, create=False) as db:
+        require_schema(db)
+        return Status(queries.etf_counts(db), queries.recent_runs(db))
