@@ -161,3 +161,24 @@ def test_human_summary_on_ctrl_c(db, api, data_dir, tmp_path):
     out = log.with_suffix(".out").read_text()
     assert out.startswith("sync ") and ": INTERRUPTED (SIGINT)" in out.splitlines()[0]
     assert "Aborted!" not in log.with_suffix(".err").read_text()
+
+
+def test_status_tells_a_dead_run_from_a_running_one(db, api, etl, data_dir, tmp_path):
+    from etl import ledger, queries
+    from etl.sqlfiles import query
+
+    assert etl("sync-list").exit_code == 0
+    # The key in the SQL is the lock the runs take.
+    assert str(ledger.SYNC_LOCK_KEY) in query("status_runs")
+    alive = ledger.RunLedger(db, "run-alive", "sync", None)
+    try:
+        alive.acquire()  # holds the lock, row 'running'
+        assert {r["run_id"]: r["status"] for r in queries.recent_runs(db).to_dicts()}[
+            "run-alive"
+        ] == "running"
+    finally:
+        alive.close()  # the process is gone: no lock holder, the row still says running
+    statuses = {r["run_id"]: r["status"] for r in queries.recent_runs(db).to_dicts()}
+    assert statuses["run-alive"] == "dead"
+    out = etl("status")
+    assert "dead" in out.stdout and "run-alive" in out.stdout
