@@ -132,7 +132,10 @@ class Loader:
         if rows.is_empty():
             return counts
         frame = rows.select(list(DAILY_SCHEMA)).cast(DAILY_SCHEMA)
-        sync = frame.group_by("symbol").agg(pl.col("trade_date").max().alias("max_date"))
+        sync = frame.group_by("symbol").agg(
+            pl.col("trade_date").min().alias("min_date"),
+            pl.col("trade_date").max().alias("max_date"),
+        )
         if not overwrite:
             try:
                 frame = anti_join(frame, self.existing_keys(frame))
@@ -173,6 +176,7 @@ class Loader:
     def _finish_daily(self, cur, sync: pl.DataFrame) -> None:  # noqa: ANN001
         """Bookkeeping for the batch's symbols, then the one commit of the batch."""
         cur.adbc_ingest("etl_stage_sync", sync.to_arrow(), mode="replace", temporary=True)
+        cur.execute(query("daily_rechain"))  # before sync_dates: it reads the old watermark
         cur.execute(query("sync_dates"))
         cur.close()
         self.before_commit()
