@@ -291,27 +291,44 @@ def _price_options(fn: Any) -> Any:
                 "--symbol",
                 "symbols",
                 multiple=True,
-                help="Only this ETF, e.g. SH.510050 (repeatable).",
+                help="Only this ETF, active or delisted, e.g. SH.510050 (repeatable).",
             ),
             click.option(
                 "--start-date",
                 type=click.DateTime(["%Y-%m-%d"]),
-                help="First trade date for symbols with no stored history [API's earliest].",
+                help=(
+                    "Where an ETF with no stored prices begins [the API's earliest]. ETFs "
+                    "with prices always continue from their latest stored day, so a later "
+                    "date never skips days and costs no extra request. With --full: the "
+                    "first day fetched again. E.g. --start-date 2020-01-01"
+                ),
             ),
             click.option(
                 "--end-date",
                 type=click.DateTime(["%Y-%m-%d"]),
-                help="Last trade date to fetch [today in Asia/Shanghai].",
+                help=(
+                    "Last trade date to fetch [today in Asia/Shanghai]. Later days are "
+                    "fetched by the next run without it. E.g. --end-date 2024-06-28"
+                ),
             ),
             click.option(
                 "--full",
                 is_flag=True,
-                help="Fetch the whole range again and fill gaps; never duplicates.",
+                help=(
+                    "Fetch every chosen ETF again from --start-date (or its first day) to "
+                    "--end-date and insert the days missing, gaps included; stored days "
+                    "are kept and never duplicated. E.g. --full --start-date 2024-01-01"
+                ),
             ),
             click.option(
                 "--overwrite",
                 is_flag=True,
-                help="Correct stored rows whose values differ from the source.",
+                help=(
+                    "Also correct stored rows whose open, high, low, close or volume differ "
+                    "from the source, and their derived columns. Only the days fetched are "
+                    "compared, so use it with --full: alone it changes nothing already "
+                    "stored. E.g. --full --overwrite --symbol SH.510050"
+                ),
             ),
             click.option(
                 "--batch-rows",
@@ -413,7 +430,8 @@ def _print_summary(ctx: Ctx, summary: dict[str, Any]) -> None:
                 )
     if "symbols_total" in summary:
         lines.append(
-            f"  Prices: {summary['symbols_total']} ETFs, {summary['symbols_ok']} fetched, "
+            f"  Prices: {summary['symbols_total']} ETFs "
+            f"({summary.get('inactive_synced', 0)} inactive), {summary['symbols_ok']} fetched, "
             f"{summary['symbols_up_to_date']} up to date, {summary['symbols_failed']} failed; "
             f"{summary['rows_fetched']:,} rows fetched, {summary['rows_inserted']:,} inserted, "
             f"{summary.get('rows_updated', 0):,} updated, {summary['rows_rejected']:,} rejected"

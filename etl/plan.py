@@ -1,15 +1,20 @@
 """Which prices to fetch: per symbol a range, or per exchange a day.
 
 Pure: the stored context (one row per ETF with its watermark) and the options
-in, the requests out. The watermark of a symbol is its latest stored trade
-date; an incremental run asks from the day after it.
+in, the requests out. The watermark of a symbol is its latest stored trading
+day (a row's calendar date in Asia/Shanghai, whoever wrote it); an incremental
+run asks from the day after it, so no option ever leaves a hole behind it.
+
+Which ETFs: every active one, and every inactive (delisted) one until its whole
+history has been fetched once; ``--symbol`` names any ETF, active or not.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
@@ -20,15 +25,24 @@ from etl.transform import PLAN_SCHEMA
 
 log = logging.getLogger(__name__)
 
+CHINA = timezone(timedelta(hours=8))  # Asia/Shanghai has had no daylight saving time since 1991
+
+
+def china_today() -> date:
+    """Today's date in Asia/Shanghai, where the exchanges trade: the default end date."""
+    return datetime.now(CHINA).date()
+
 
 @dataclass(frozen=True)
 class PriceOptions:
     exchanges: tuple[str, ...] = tuple(MARKETS)
     symbols: tuple[str, ...] = ()
-    start: date | None = None  # None: from the beginning of the API's history
-    end: date = field(default_factory=date.today)
-    full: bool = False  # fetch the whole range again, filling gaps
-    overwrite: bool = False  # correct stored rows that differ from the source
+    # Where a symbol with no stored history begins (None: the API's earliest). A
+    # symbol with history always continues from its watermark, earlier or later.
+    start: date | None = None
+    end: date = field(default_factory=china_today)
+    full: bool = False  # fetch start..end again for every symbol, filling gaps
+    overwrite: bool = False  # correct stored rows whose source fields differ
 
 
 @dataclass
@@ -37,10 +51,26 @@ class Plan:
     requests: list[Request]
     up_to_date: int
     days: dict[str, list[date]]  # exchange -> days asked of /daily/latest
+    inactive_complete: int = 0  # inactive ETFs left out: their history is complete
 
     def context(self) -> pl.DataFrame:
         """What the transform needs to know per symbol (also kept in the snapshot)."""
         return self.symbols.select(list(PLAN_SCHEMA))
+
+    def counts(self) -> dict[str, int]:
+        """Inactive ETFs, apart from the rest, for the run summary."""
+        known = "is_active" in self.symbols.columns  # a replayed plan has no activity
+        inactive = self.symbols.filter(pl.col("is_active") != "Y").height if known else 0
+        return {"inactive_synced": inactive, "inactive_complete": self.inactive_complete}
+
+    def completed_inactive(self, failed: Iterable[str], end: date) -> list[str]:
+        """Inactive ETFs whose whole history this run has fetched: all of them that
+        did not fail, when the run reached today (an earlier --end-date may stop
+        short of a late delisting)."""
+        if end < china_today() or "is_active" not in self.symbols.columns:
+            return []
+        done = self.symbols.filter(pl.col("is_active") != "Y")["symbol"].to_list()
+        return sorted(set(done) - set(failed))
 
 
 def weekdays_between(after: date, until: date) -> list[date]:
@@ -54,16 +84,25 @@ def weekdays_between(after: date, until: date) -> list[date]:
 
 
 def select_symbols(context: pl.DataFrame, options: PriceOptions) -> pl.DataFrame:
-    """Active ETFs narrowed by --exchange and --symbol; unknown symbols are an error."""
+    """The ETFs of a run, narrowed by --exchange and --symbol.
+
+    Without --symbol: the active ETFs, and the inactive ones whose history is not
+    known complete yet (``history_complete``). A named symbol is synced whether
+    active or not. No ETF at all, or an unknown symbol, is an error.
+    """
     markets = [MARKETS[e] for e in options.exchanges]
-    active = context.filter((pl.col("is_active") == "Y") & pl.col("market_code").is_in(markets))
+    etfs = context.filter(pl.col("market_code").is_in(markets))
+    if etfs.is_empty():
+        raise ConfigError(
+            f"no ETFs of {', '.join(options.exchanges)} in stock_info: run 'etl sync-list' first"
+        )
     if not options.symbols:
-        return active
-    chosen = active.filter(pl.col("symbol").is_in(list(options.symbols)))
+        return etfs.filter((pl.col("is_active") == "Y") | ~pl.col("history_complete"))
+    chosen = etfs.filter(pl.col("symbol").is_in(list(options.symbols)))
     unknown = sorted(set(options.symbols) - set(chosen["symbol"].to_list()))
     if unknown:
         raise ConfigError(
-            f"not an active ETF of the chosen exchanges in stock_info: {', '.join(unknown)}; "
+            f"not an ETF of the chosen exchanges in stock_info: {', '.join(unknown)}; "
             "run 'etl sync-list' first, or check the symbol"
         )
     return chosen
@@ -83,10 +122,25 @@ def build_plan(
     watermark, at most ``max_days_behind`` weekdays behind) is served by one
     request per exchange and day instead of one per ticker. ETFs behind the
     pack (suspended, or a fetch that failed) go per ticker from their own
-    watermark: a few requests more, and never a day skipped.
+    watermark: a few requests more, and never a day skipped. Inactive ETFs
+    always go per ticker: a delisted fund is in no per-exchange answer.
+
+    Dates: without ``full``, a symbol with history asks from the day after its
+    watermark, and ``start`` only places the first day of a symbol with none, so
+    a ``start`` after a watermark never skips the days between. With ``full``,
+    every symbol asks ``start``..``end`` (``start`` None: its whole history).
     """
     latest = latest or {}
-    frame = select_symbols(context, options).with_columns(
+    if "history_complete" not in context.columns:  # a context from before etl_etf_history
+        context = context.with_columns(history_complete=pl.lit(False))
+    selected = select_symbols(context, options)
+    complete = context.filter(
+        pl.col("market_code").is_in([MARKETS[e] for e in options.exchanges])
+        & (pl.col("is_active") != "Y")
+        & pl.col("history_complete")
+    )
+    inactive_complete = 0 if options.symbols else complete.height
+    frame = selected.with_columns(
         pl.col("market_code").replace_strict(EXCHANGES, return_dtype=pl.String).alias("exchange"),
         pl.col("symbol").str.slice(3).alias("ticker"),
     )
@@ -97,26 +151,28 @@ def build_plan(
     for exchange in options.exchanges:
         part = frame.filter(pl.col("exchange") == exchange).sort("symbol").to_dicts()
         target = min(options.end, latest.get(exchange) or options.end)
-        by_day_ok = not options.full and options.start is None and latest.get(exchange) is not None
+        by_day_ok = not options.full and latest.get(exchange) is not None
         marks = [s["prev_date"].date() if s["prev_date"] is not None else None for s in part]
+        active = [s["is_active"] == "Y" for s in part]
         near = [
             w
-            for w in marks
+            for w, a in zip(marks, active, strict=True)
             if by_day_ok
+            and a
             and w is not None
             and w < target
             and len(weekdays_between(w, target)) <= max_days_behind
         ]
         pack = max(set(near), key=lambda w: (near.count(w), w)) if near else None
-        for sym, watermark in zip(part, marks, strict=True):
+        for sym, watermark, is_active in zip(part, marks, active, strict=True):
             fetch = options.full or watermark is None or watermark < target
-            by_day = fetch and pack is not None and watermark in near and watermark >= pack
+            by_day = (
+                fetch and is_active and pack is not None and watermark in near and watermark >= pack
+            )
             if options.full:
                 start = options.start
             else:
                 start = watermark + timedelta(days=1) if watermark else options.start
-                if options.start and start and start < options.start:
-                    start = options.start
             if not fetch:
                 up_to_date += 1
             elif not by_day:
@@ -142,4 +198,4 @@ def build_plan(
         by_day,
         "; ".join(f"{ex} {len(d)} day(s) from {d[0]}" for ex, d in days.items() if d) or "none",
     )
-    return Plan(symbols, requests, up_to_date, days)
+    return Plan(symbols, requests, up_to_date, days, inactive_complete)

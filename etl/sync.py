@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from etl import transform
+from etl import history, transform
 from etl.api import Fetched, TsanghiClient
 from etl.calendar import shanghai_today
 from etl.db import Database
@@ -327,7 +327,7 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     latest: dict[str, date | None] = {}
     if job.stop.is_set():  # interrupted before planning: fetch nothing
         options = replace(options, exchanges=(), symbols=())
-    if not options.full and options.start is None and not options.symbols:
+    if not options.full and not options.symbols:
         for exchange in options.exchanges:
             fetched = job.client.latest(exchange)
             answers.append(fetched)
@@ -372,6 +372,7 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     if stages.error is not None:
         raise _load_failed(job, stages.error)
     job.snapshot.update_manifest(loaded=True)
+    history.mark_complete(job.db, plan.completed_inactive(tally.failed, options.end))
     return price_summary(job, plan, tally, time.monotonic() - started)
 
 
@@ -465,6 +466,7 @@ def price_summary(job: Job, plan: Plan, tally: PriceTally, seconds: float) -> di
         "rows_pct_out_of_range": tally.rows_pct_out_of_range,
         "answers_resumed": tally.answers_resumed,
         "rows_resumed": tally.rows_resumed,
+        **plan.counts(),
         "price_seconds": round(seconds, 3),
     }
 

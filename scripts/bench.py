@@ -534,8 +534,8 @@ def run(args: argparse.Namespace, report: Report, scratch: Path) -> None:
         )
         print(
             f"universe: Universe.full(n_etfs={args.etfs}) = {info['etfs']:,} ETFs, "
-            f"{info['rows']:,} daily rows ({info['active']:,} active ETFs with "
-            f"{info['active_rows']:,} rows to sync), {info['days']:,} trading days up to {info['end']} "
+            f"{info['rows']:,} daily rows, all synced ({info['active']:,} active ETFs with "
+            f"{info['active_rows']:,} of them), {info['days']:,} trading days up to {info['end']} "
             f"(the same as `python -m fakeapi --full"
             f"{'' if args.etfs == 1200 else f' --etfs {args.etfs}'}`), served at {api.base_url}"
         )
@@ -567,10 +567,10 @@ def run(args: argparse.Namespace, report: Report, scratch: Path) -> None:
         after = (process_cpu(api.pid), process_cpu(pg_pid, tree=True), machine_busy())
         s = backfill.summary
         rows = s["rows_inserted"]
-        if s["status"] != "ok" or rows != info["active_rows"]:
+        if s["status"] != "ok" or rows != info["rows"]:
             raise BenchError(
-                f"the backfill ended {s['status']} with {rows:,} rows inserted; the active "
-                f"ETFs have {info['active_rows']:,}"
+                f"the backfill ended {s['status']} with {rows:,} rows inserted; the ETFs, "
+                f"delisted ones included, have {info['rows']:,}"
             )
         pipeline_rate = rows / s["seconds"]
         report.add(

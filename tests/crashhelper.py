@@ -42,12 +42,19 @@ def active_tickers(universe: Universe, exchange: str) -> list[str]:
     return [r["ticker"] for r in universe.list_rows(exchange) if r["is_active"]]
 
 
+def listed_tickers(universe: Universe, exchange: str) -> list[str]:
+    """Every listed ETF, active or not: each one's history is synced."""
+    return [r["ticker"] for r in universe.list_rows(exchange)]
+
+
 def source_dates(universe: Universe) -> dict[str, list[str]]:
-    """Trade dates the API serves per active ETF symbol, ascending."""
+    """Trade dates the API serves per ETF symbol with any, active or not, ascending."""
     out = {}
     for exchange, market in MARKET.items():
-        for ticker in active_tickers(universe, exchange):
-            out[f"{market}.{ticker}"] = [r["date"] for r in universe.daily_rows(exchange, ticker)]
+        for ticker in listed_tickers(universe, exchange):
+            dates = [r["date"] for r in universe.daily_rows(exchange, ticker)]
+            if dates:  # a fund delisted before the first day has none
+                out[f"{market}.{ticker}"] = dates
     return out
 
 

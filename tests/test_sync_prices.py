@@ -32,9 +32,7 @@ def stored_prices(db: Database) -> list[tuple]:
 def source_rows(universe) -> dict[tuple[str, str], dict]:
     out = {}
     for exchange, market in MARKET.items():
-        for row in universe.list_rows(exchange):
-            if not row["is_active"]:
-                continue
+        for row in universe.list_rows(exchange):  # inactive ETFs keep their history too
             for r in universe.daily_rows(exchange, row["ticker"]):
                 out[(f"{market}.{row['ticker']}", r["date"])] = r
     return out
@@ -84,10 +82,11 @@ def test_every_stored_row_equals_its_source_row(etl, db, universe):
     ).filter(pl.col("prev").is_not_null())
     assert (changes["close_price"] - changes["prev"] == changes["price_change"]).all()
     last = db.fetch(
-        "SELECT count(*) FROM stock_info i WHERE is_etf = 'Y' AND is_active = 'Y' AND "
+        "SELECT count(*) FROM stock_info i WHERE is_etf = 'Y' AND "
         "last_sync_date = (SELECT max(trade_date) FROM stock_daily_data d WHERE d.symbol = i.symbol)"
     )
-    assert last[0][0] == s["symbols_total"]
+    with_rows = db.fetch("SELECT count(DISTINCT symbol) FROM stock_daily_data")[0][0]
+    assert last[0][0] == with_rows and s["symbols_total"] == universe.n_etfs
 
 
 def test_next_evening_fetches_only_the_new_day_in_a_few_requests(etl, db, api, universe):
@@ -270,7 +269,7 @@ def test_symbol_and_date_flags_narrow_the_sync(etl, db, universe):
     bad = etl("sync-prices", "--symbol", "SH.51005'; DROP TABLE stock_info; --")
     assert bad.exit_code == 2 and "invalid symbol" in bad.stderr
     unknown = etl("sync-prices", "--symbol", "SH.999999")
-    assert unknown.exit_code == 1 and "not an active ETF" in unknown.stderr
+    assert unknown.exit_code == 1 and "not an ETF of the chosen exchanges" in unknown.stderr
 
 
 def test_etf_and_stock_prices_come_back_from_one_query(etl, db):

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from etl import transform as T
+from etl.errors import ConfigError
 from etl.plan import PriceOptions, build_plan, weekdays_between
 from etl.snapshot import RAW_SCHEMA
 
@@ -351,14 +352,31 @@ def test_plan_incremental_by_day_and_up_to_date():
     assert p.up_to_date == 1
     assert p.days == {"XSHG": [date(2024, 1, 5)]}
     daily = sorted((r.ticker, r.start) for r in p.requests if r.endpoint == "daily")
-    assert daily == [("510500", None), ("510880", date(2023, 1, 5))]
+    # The inactive ETF has no history yet: fetched whole, per ticker.
+    assert daily == [("510500", None), ("510880", date(2023, 1, 5)), ("512000", None)]
     assert [r for r in p.requests if r.endpoint == "latest"] == []  # the undated answer is reused
     assert dict(p.symbols.select("symbol", "by_day").rows()) == {
         "SH.510050": True,
         "SH.510300": False,
         "SH.510500": False,
         "SH.510880": False,
+        "SH.512000": False,
     }
+    assert p.counts() == {"inactive_synced": 1, "inactive_complete": 0}
+
+    # Once its history is complete it is left out, unless named; a --start-date
+    # after a watermark never skips the days between, nor turns off the by-day path.
+    done = context.with_columns(history_complete=pl.col("is_active") == "N")
+    later = PriceOptions(exchanges=("XSHG",), start=date(2024, 1, 8), end=date(2024, 1, 8))
+    p = build_plan(done, later, {"XSHG": date(2024, 1, 5)}, max_days_behind=5)
+    daily = sorted((r.ticker, r.start) for r in p.requests if r.endpoint == "daily")
+    assert daily == [("510500", date(2024, 1, 8)), ("510880", date(2023, 1, 5))]
+    assert p.symbols.filter(pl.col("by_day"))["symbol"].to_list() == ["SH.510050"]
+    assert p.counts() == {"inactive_synced": 0, "inactive_complete": 1}
+    named = PriceOptions(exchanges=("XSHG",), symbols=("SH.512000",), end=date(2024, 1, 8))
+    assert [r.ticker for r in build_plan(done, named).requests] == ["512000"]
+    with pytest.raises(ConfigError, match="run 'etl sync-list' first"):
+        build_plan(done.filter(pl.col("market_code") == "SZ"), later)
 
 
 def test_weekdays_between_skips_weekends():

@@ -1,4 +1,4 @@
--- Per ETF: its name, and the last stored
+-- Per ETF: its name, whether its history is known complete, and the last stored
 -- row before a bound (the watermark of an incremental run, or the close before
 -- --start-date with --full), for the first price_change of the fetch. One index
 -- probe per symbol through idx_symbol_date; never one query per symbol.
@@ -12,9 +12,11 @@ SELECT i.symbol,
        i.market_code,
        i.stock_code,
        i.is_active,
+       h.symbol IS NOT NULL AS history_complete,
        date_trunc('day', last.trade_date + interval '8 hours') AS prev_date,
        last.close_price AS prev_close
 FROM stock_info AS i
+LEFT JOIN etl_etf_history AS h ON h.symbol = i.symbol
 LEFT JOIN LATERAL (
     SELECT d.trade_date, d.close_price
     FROM stock_daily_data AS d

@@ -1,0 +1,25 @@
+"""The tool's own record of ETF histories, in a table of its own (etl_etf_history).
+
+An inactive ETF is priced until its whole history has been fetched once; then
+it is recorded here and left out of later runs (``--symbol`` still reaches it).
+"""
+
+from __future__ import annotations
+
+import re
+
+from etl.db import Database
+from etl.sqlfiles import query
+from etl.symbols import SYMBOL_RE
+
+_SYMBOL = re.compile(SYMBOL_RE)
+
+
+def mark_complete(db: Database, symbols: list[str]) -> None:
+    """Record the history of these inactive ETFs as complete."""
+    if not symbols:
+        return
+    for symbol in symbols:
+        if not _SYMBOL.fullmatch(symbol):
+            raise ValueError(f"not a symbol: {symbol!r}")
+    db.execute(query("history_complete"), (",".join(symbols),))

@@ -1,0 +1,196 @@
+"""Which ETFs a price sync covers and which dates it asks for: delisted ETFs, the
+date options, today's date, and an empty stock_info."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+from etl.db import Database
+from etl.plan import PriceOptions, china_today
+from etl.queries import etf_counts
+
+
+def changes_follow_the_previous_stored_day(db: Database) -> None:
+    """price_change and price_change_pct of every row against the row before it."""
+    rows = db.fetch(
+        "SELECT symbol, trade_date::text, price_change::text, price_change_pct::text, "
+        "(close_price - lag(close_price) OVER w)::text, "
+        "round((close_price - lag(close_price) OVER w) * 100 / lag(close_price) OVER w, 4)::text "
+        "FROM stock_daily_data WINDOW w AS (PARTITION BY symbol ORDER BY trade_date)"
+    )
+    wrong = [r for r in rows if r[4] is not None and (r[2], r[3]) != (r[4], r[5])]
+    assert wrong == []
+
+
+def stored_count(db: Database, symbol: str | None = None) -> int:
+    if symbol is None:
+        return db.fetch("SELECT count(*) FROM stock_daily_data")[0][0]
+    return db.fetch("SELECT count(*) FROM stock_daily_data WHERE symbol = $1", (symbol,))[0][0]
+
+
+def source_count(universe) -> int:
+    return sum(
+        len(universe.daily_rows(ex, r["ticker"]))
+        for ex in ("XSHG", "XSHE")
+        for r in universe.list_rows(ex)
+    )
+
+
+# -- the date options ------------------------------------------------------------
+
+
+def test_a_start_date_after_the_watermark_leaves_no_gap(etl, db, universe):
+    """Measured: --start-date after the watermark stored nothing for the months between,
+    the next run and etl status called it up to date, and the first new row's
+    price_change_pct referred to the close before the hole."""
+    assert etl("sync", "--end-date", "2024-02-15").exit_code == 0
+    out = etl("sync-prices", "--start-date", "2024-03-01")
+    assert out.exit_code == 0, out.stderr
+    assert stored_count(db) == source_count(universe)
+    changes_follow_the_previous_stored_day(db)
+    rows = universe.daily_rows("XSHG", "510050")
+    feb16 = next(i for i, r in enumerate(rows) if r["date"] >= "2024-02-16")
+    pct = db.fetch(
+        "SELECT price_change_pct::text FROM stock_daily_data WHERE symbol = 'SH.510050' "
+        "AND trade_date = $1::timestamp",
+        (rows[feb16]["date"],),
+    )[0][0]
+    prev, close = Decimal(str(rows[feb16 - 1]["close"])), Decimal(str(rows[feb16]["close"]))
+    assert Decimal(pct) == ((close - prev) * 100 / prev).quantize(
+        Decimal("0.0001"), "ROUND_HALF_UP"
+    )
+    counts = etf_counts(db)
+    assert counts["behind"].to_list() == [0, 0]
+
+
+def test_a_start_date_on_an_up_to_date_database_costs_no_extra_request(etl, db, api, universe):
+    """Measured: one request per ETF on every run with --start-date (57 instead of 2)."""
+    assert etl("sync").exit_code == 0
+    api.reset_log()
+    plain = etl("sync-prices").summary
+    plain_requests = api.request_count()
+    api.reset_log()
+    dated = etl("sync-prices", "--start-date", "2024-01-15").summary
+    assert api.request_count() <= plain_requests and api.request_count("daily") == 0
+    assert plain["rows_inserted"] == dated["rows_inserted"] == 0
+
+    universe.advance(1)  # the next evening, with --start-date still in the crontab
+    api.reset_log()
+    s = etl("sync-prices", "--start-date", "2024-01-15").summary
+    assert s["rows_inserted"] == s["symbols_total"] - s["inactive_synced"]
+    assert api.request_count("daily") == 0 and api.request_count() <= 4
+
+
+def test_full_fills_a_gap_and_the_row_after_it_refers_to_the_filled_day(etl, db, universe):
+    """Measured: --full filled the rows but kept the change computed across the hole."""
+    assert etl("sync").exit_code == 0
+    symbol = "SH.510050"
+    db.execute(
+        "DELETE FROM stock_daily_data WHERE symbol = $1 AND trade_date BETWEEN "
+        "'2024-02-01' AND '2024-02-07'",
+        (symbol,),
+    )
+    # What a run that jumped the hole stored: the change against the close before it.
+    db.execute(
+        "UPDATE stock_daily_data AS d SET price_change = d.close_price - p.close_price, "
+        "price_change_pct = round((d.close_price - p.close_price) * 100 / p.close_price, 4) "
+        "FROM stock_daily_data AS p WHERE d.symbol = $1 AND p.symbol = $1 "
+        "AND d.trade_date = (SELECT min(trade_date) FROM stock_daily_data "
+        "WHERE symbol = $1 AND trade_date > '2024-02-07') "
+        "AND p.trade_date = (SELECT max(trade_date) FROM stock_daily_data "
+        "WHERE symbol = $1 AND trade_date < '2024-02-01')",
+        (symbol,),
+    )
+    changes_follow_the_previous_stored_day(db)  # true of the table with its hole
+    out = etl("sync-prices", "--full")
+    assert out.exit_code == 0, out.stderr
+    assert stored_count(db) == source_count(universe)
+    changes_follow_the_previous_stored_day(db)
+
+
+def test_overwrite_without_full_corrects_nothing_already_stored_and_says_so(etl, db, universe):
+    """Measured: --overwrite alone does nothing on an up-to-date database; the help says so."""
+    assert etl("sync").exit_code == 0
+    fixed = [dict(r) for r in universe.daily_rows("XSHG", "510050")]
+    fixed[3]["close"] = fixed[3]["high"]
+    universe.set_rows("XSHG", "510050", fixed)
+    alone = etl("sync-prices", "--overwrite", "--symbol", "SH.510050").summary
+    assert alone["rows_updated"] == 0
+    both = etl("sync-prices", "--overwrite", "--full", "--symbol", "SH.510050").summary
+    assert both["rows_updated"] == 2
+    help_text = etl("sync-prices", "--help", as_json=False).stdout
+    assert "with --full" in help_text
+
+
+# -- delisted ETFs ---------------------------------------------------------------
+
+
+def test_delisted_etfs_get_their_whole_history_once(etl, db, api, universe):
+    universe.set_active("XSHG", "510300", False)  # delisted at the end of the quarter
+    out = etl("sync")
+    assert out.exit_code == 0, out.stderr
+    s = out.summary
+    assert s["inactive_synced"] == 2 and s["inactive_complete"] == 0  # 560514 has no rows
+    assert stored_count(db, "SH.510300") == len(universe.daily_rows("XSHG", "510300")) > 50
+    assert stored_count(db) == source_count(universe)
+    done = db.fetch("SELECT symbol FROM etl_etf_history ORDER BY symbol")
+    assert done == [("SH.510300",), ("SH.560514",)]
+
+    # An ETF delisted after we synced it is asked once more, then left alone.
+    universe.set_active("XSHE", "159915", False)
+    universe.advance(1)
+    api.reset_log()
+    s = etl("sync").summary
+    assert (s["inactive_synced"], s["inactive_complete"]) == (1, 2)
+    asked = {r.params.get("ticker") for r in api.requests if r.kind == "daily"}
+    assert asked == {"159915"}
+
+    api.reset_log()
+    s = etl("sync").summary
+    assert (s["inactive_synced"], s["inactive_complete"]) == (0, 3)
+    assert api.request_count("daily") == 0
+    assert etf_counts(db).select("market_code", "inactive").rows() == [("SH", 2), ("SZ", 1)]
+
+    # --symbol reaches an inactive ETF, complete or not.
+    named = etl("sync-prices", "--symbol", "SH.510300", "--full")
+    assert named.exit_code == 0, named.stderr
+    assert named.summary["symbols_total"] == 1 and named.summary["rows_inserted"] == 0
+
+
+def test_a_delisted_etf_whose_fetch_failed_is_asked_again(etl, db, api, universe):
+    universe.set_active("XSHG", "510300", False)
+    api.add_fault("502", endpoint="daily", ticker="510300", times=None)
+    assert etl("sync").exit_code == 3
+    assert db.fetch("SELECT symbol FROM etl_etf_history WHERE symbol = 'SH.510300'") == []
+    api.clear_faults()
+    s = etl("sync").summary
+    assert s["status"] == "ok" and s["inactive_synced"] == 1
+    assert stored_count(db, "SH.510300") == len(universe.daily_rows("XSHG", "510300"))
+
+
+# -- an empty stock_info, and today --------------------------------------------------
+
+
+def test_sync_prices_with_no_etfs_says_to_sync_the_lists_first(etl, db):
+    out = etl("sync-prices")
+    assert out.exit_code == 1
+    assert "run 'etl sync-list' first" in out.stderr
+    assert '"status": "ok"' not in out.stdout
+
+
+def test_the_default_end_date_is_today_in_shanghai_whatever_the_machine_zone(monkeypatch):
+    now_china = datetime.now(timezone(timedelta(hours=8)))
+    # A zone whose date differs from Shanghai's right now (18 h behind, or 6 h ahead).
+    zone = "Pacific/Honolulu" if now_china.hour < 18 else "Pacific/Kiritimati"
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        assert date.today() != now_china.date()  # the machine's today is another day
+        assert PriceOptions().end == china_today() == now_china.date()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert "TZ" not in os.environ
