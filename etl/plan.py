@@ -63,11 +63,14 @@ class Plan:
         inactive = self.symbols.filter(pl.col("is_active") != "Y").height if known else 0
         return {"inactive_synced": inactive, "inactive_complete": self.inactive_complete}
 
-    def completed_inactive(self, failed: Iterable[str], end: date) -> list[str]:
+    def completed_inactive(self, failed: Iterable[str], options: PriceOptions) -> list[str]:
         """Inactive ETFs whose whole history this run has fetched: all of them that
-        did not fail, when the run reached today (an earlier --end-date may stop
-        short of a late delisting)."""
-        if end < china_today() or "is_active" not in self.symbols.columns:
+        did not fail, when the run asked from their first day or their watermark
+        (no --start-date) up to today (an earlier --end-date may stop short of a
+        late delisting)."""
+        if options.start is not None or options.end < china_today():
+            return []
+        if "is_active" not in self.symbols.columns:
             return []
         done = self.symbols.filter(pl.col("is_active") != "Y")["symbol"].to_list()
         return sorted(set(done) - set(failed))

@@ -24,9 +24,17 @@ SESSIONS = [UTC, SHANGHAI]
 ANTI_JOIN = pytest.mark.xfail(strict=True, reason="anti-join by trading day")
 
 
-def old_system_writes(db: Database, session_tz: str, symbol: str, name: str, rows: list[dict]):
+def old_system_writes(
+    db: Database,
+    session_tz: str,
+    symbol: str,
+    name: str,
+    rows: list[dict],
+    last_sync: bool = True,
+):
     """Store rows as the existing code does: a +08:00 datetime into trade_date, turnover
-    as float volume × close, no change columns, and last_sync_date from the last row."""
+    as float volume × close, no change columns, and (its single-symbol path, not its
+    ETF path) last_sync_date from the last row."""
     market = symbol[:2]
     with adbc.connect(db.url, autocommit=False) as conn, conn.cursor() as cur:
         cur.execute(f"SET TimeZone = '{session_tz}'")  # one of two fixed names
@@ -50,7 +58,7 @@ def old_system_writes(db: Database, session_tz: str, symbol: str, name: str, row
                     market,
                 ),
             )
-        if rows:
+        if rows and last_sync:
             cur.execute(
                 "UPDATE stock_info SET last_sync_date = $1::timestamptz WHERE symbol = $2",
                 (f"{rows[-1]['date']}T00:00:00+08:00", symbol),
@@ -172,6 +180,29 @@ def test_overwrite_matches_by_trading_day_and_compares_source_fields_only(
         Decimal("0.01"), rounding="ROUND_HALF_UP"
     )
     assert Decimal(after[6][2]) == Decimal(str(fixed[6]["close"])) - Decimal(str(fixed[5]["high"]))
+
+
+@pytest.mark.parametrize("session_tz", SESSIONS)
+def test_status_and_the_next_run_see_a_day_the_old_code_stored(etl, db, api, universe, session_tz):
+    assert etl("sync").exit_code == 0
+    (new_day,) = universe.advance(1)
+    symbol = "SH.510050"
+    row = universe.daily_rows("XSHG", "510050", new_day, new_day)
+    old_system_writes(db, session_tz, symbol, _name(db, symbol), row, last_sync=False)
+    counts = {r["market_code"]: r for r in etf_counts(db).iter_rows(named=True)}
+    active_sh = counts["SH"]["active"]
+    assert counts["SH"]["latest_trade_date"].date() == new_day
+    assert counts["SH"]["behind"] == active_sh - 1  # all but the one the old code wrote
+
+    out = etl("sync")
+    assert out.exit_code == 0, out.stderr
+    one_row_per_trading_day(db)
+    assert etf_counts(db)["behind"].to_list() == [0, 0]
+    assert db.fetch(
+        "SELECT count(*) FROM stock_daily_data WHERE symbol = $1 "
+        "AND (trade_date + interval '8 hours')::date = $2::date",
+        (symbol, new_day.isoformat()),
+    ) == [(1,)]
 
 
 @pytest.mark.parametrize("session_tz", SESSIONS)
