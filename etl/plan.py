@@ -14,23 +14,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 import polars as pl
 
+from etl.calendar import shanghai_today
 from etl.errors import ConfigError
 from etl.extract import Request
 from etl.symbols import EXCHANGES, MARKETS
 from etl.transform import PLAN_SCHEMA
 
 log = logging.getLogger(__name__)
-
-CHINA = timezone(timedelta(hours=8))  # Asia/Shanghai has had no daylight saving time since 1991
-
-
-def china_today() -> date:
-    """Today's date in Asia/Shanghai, where the exchanges trade: the default end date."""
-    return datetime.now(CHINA).date()
 
 
 @dataclass(frozen=True)
@@ -40,7 +34,7 @@ class PriceOptions:
     # Where a symbol with no stored history begins (None: the API's earliest). A
     # symbol with history always continues from its watermark, earlier or later.
     start: date | None = None
-    end: date = field(default_factory=china_today)
+    end: date = field(default_factory=shanghai_today)  # the trading day in Asia/Shanghai
     full: bool = False  # fetch start..end again for every symbol, filling gaps
     overwrite: bool = False  # correct stored rows whose source fields differ
 
@@ -68,7 +62,7 @@ class Plan:
         did not fail, when the run asked from their first day or their watermark
         (no --start-date) up to today (an earlier --end-date may stop short of a
         late delisting)."""
-        if options.start is not None or options.end < china_today():
+        if options.start is not None or options.end < shanghai_today():
             return []
         if "is_active" not in self.symbols.columns:
             return []

@@ -8,8 +8,9 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
+from etl.calendar import shanghai_today
 from etl.db import Database
-from etl.plan import PriceOptions, china_today
+from etl.plan import PriceOptions
 from etl.queries import etf_counts
 
 
@@ -189,7 +190,7 @@ def test_the_default_end_date_is_today_in_shanghai_whatever_the_machine_zone(mon
     time.tzset()
     try:
         assert date.today() != now_china.date()  # the machine's today is another day
-        assert PriceOptions().end == china_today() == now_china.date()
+        assert PriceOptions().end == shanghai_today() == now_china.date()
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()

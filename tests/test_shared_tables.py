@@ -21,7 +21,6 @@ from etl.queries import etf_counts
 
 UTC, SHANGHAI = "UTC", "Asia/Shanghai"
 SESSIONS = [UTC, SHANGHAI]
-ANTI_JOIN = pytest.mark.xfail(strict=True, reason="anti-join by trading day")
 
 
 def old_system_writes(
@@ -126,7 +125,7 @@ def test_our_sync_continues_the_old_rows_by_trading_day(etl, db, universe, liste
     assert str(sh["latest_trade_date"])[:10] == rows[-1]["date"] and sh["behind"] == 0
 
 
-@pytest.mark.parametrize("session_tz", [pytest.param(UTC, marks=ANTI_JOIN), pytest.param(SHANGHAI)])
+@pytest.mark.parametrize("session_tz", SESSIONS)
 def test_full_over_old_rows_adds_no_second_row_for_a_trading_day(
     etl, db, universe, listed, session_tz
 ):
