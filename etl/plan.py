@@ -89,7 +89,7 @@ def select_symbols(context: pl.DataFrame, options: PriceOptions) -> pl.DataFrame
     """
     markets = [MARKETS[e] for e in options.exchanges]
     etfs = context.filter(pl.col("market_code").is_in(markets))
-    if etfs.is_empty():
+    if etfs.is_empty() and options.exchanges:  # none chosen: an interrupted run
         raise ConfigError(
             f"no ETFs of {', '.join(options.exchanges)} in stock_info: run 'etl sync-list' first"
         )
