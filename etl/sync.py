@@ -372,7 +372,7 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     if stages.error is not None:
         raise _load_failed(job, stages.error)
     job.snapshot.update_manifest(loaded=True)
-    if not job.stop.is_set():  # an interrupted run may not have asked them all
+    if not job.stop.is_set() and not tally.not_fetched:  # else some were never asked
         history.mark_complete(job.db, plan.completed_inactive(tally.failed, options))
     return price_summary(job, plan, tally, time.monotonic() - started)
 
