@@ -18,7 +18,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from etl.calendar import shanghai_today
+from etl.calendar import shanghai_today, trading_days_between
 from etl.errors import ConfigError
 from etl.extract import Request
 from etl.symbols import EXCHANGES, MARKETS
@@ -68,16 +68,6 @@ class Plan:
             return []
         done = self.symbols.filter(pl.col("is_active") != "Y")["symbol"].to_list()
         return sorted(set(done) - set(failed))
-
-
-def weekdays_between(after: date, until: date) -> list[date]:
-    """Weekdays in (after, until]: trading-day candidates; holidays answer empty."""
-    days, day = [], after + timedelta(days=1)
-    while day <= until:
-        if day.weekday() < 5:
-            days.append(day)
-        day += timedelta(days=1)
-    return days
 
 
 def select_symbols(context: pl.DataFrame, options: PriceOptions) -> pl.DataFrame:
@@ -158,7 +148,7 @@ def build_plan(
             and a
             and w is not None
             and w < target
-            and len(weekdays_between(w, target)) <= max_days_behind
+            and len(trading_days_between(w, target)) <= max_days_behind
         ]
         pack = max(set(near), key=lambda w: (near.count(w), w)) if near else None
         for sym, watermark, is_active in zip(part, marks, active, strict=True):
@@ -176,7 +166,7 @@ def build_plan(
                 requests.append(Request("daily", exchange, sym["ticker"], start, options.end))
             rows.append({**sym, "by_day": by_day})
         if pack is not None:
-            days[exchange] = weekdays_between(pack, target)
+            days[exchange] = trading_days_between(pack, target)
             # The undated request for the latest day was made to learn it; the
             # caller reuses that answer, so it is not asked again here.
             requests.extend(

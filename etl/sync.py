@@ -20,7 +20,7 @@ import polars as pl
 
 from etl import history, transform
 from etl.api import Fetched, TsanghiClient
-from etl.calendar import shanghai_today
+from etl.calendar import is_trading_day, shanghai_today
 from etl.db import Database
 from etl.errors import ApiError, EtlError, SnapshotError, StageError
 from etl.extract import Request, fetch_all
@@ -294,9 +294,11 @@ def _latest_day(fetched: Fetched) -> date | None:
 def _broken_days(answers: list[Fetched], latest: dict[str, date | None]) -> list[str]:
     """Exchanges whose per-day answers cannot be trusted to be complete.
 
-    A request that failed, or an empty answer for a day on which the other
-    exchange traded: XSHG and XSHE share one calendar, so that day was not a
-    holiday but an answer missing its records.
+    A request that failed, or an empty answer for a day that was not a known
+    holiday: a trading day by the calendar, a day the other exchange traded
+    (XSHG and XSHE share one calendar), a day beyond the calendar's tables, or
+    the undated latest day itself. Taking such an answer for a holiday would
+    leave that day behind the next day's rows for good.
     """
 
     def day(f: Fetched) -> str | None:
@@ -304,7 +306,18 @@ def _broken_days(answers: list[Fetched], latest: dict[str, date | None]) -> list
         return f.params.get("date") or (undated.isoformat() if undated else None)
 
     traded = {day(f) for f in answers if f.ok and f.rows}
-    return sorted({f.exchange for f in answers if not f.ok or (not f.rows and day(f) in traded)})
+
+    def broken(f: Fetched) -> bool:
+        if not f.ok:
+            return True
+        if f.rows:
+            return False
+        asked = day(f)
+        if asked is None or asked in traded:
+            return True
+        return is_trading_day(date.fromisoformat(asked)) is not False
+
+    return sorted({f.exchange for f in answers if broken(f)})
 
 
 def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:

@@ -159,9 +159,12 @@ def test_rows_are_consistent_ohlcv(universe):
 def test_trading_calendar():
     days = Universe().trading_days()
     assert all(d.weekday() < 5 for d in days)
-    assert date(2024, 10, 1) not in days and date(2024, 1, 2) not in days
+    # The official calendar: New Year's Day and the National Day week closed, the
+    # make-up working Sunday before it closed too (the exchanges never trade on weekends).
+    assert date(2024, 1, 1) not in days and date(2024, 1, 2) in days
+    assert date(2024, 10, 1) not in days and date(2024, 9, 29) not in days
     assert date(2024, 10, 8) in days
-    assert 240 <= sum(1 for d in days if d.year == 2023) <= 255
+    assert 240 <= sum(1 for d in days if d.year == 2023) <= 245  # 242 sessions in 2023
 
 
 # ----------------------------------------------------------------- latest
@@ -319,12 +322,12 @@ def test_advance_adds_rows_for_active_etfs(api, http, universe):
     inactive_rows = universe.daily_rows(inactive.exchange, inactive.ticker)
     old = data(get(http, api, "/etf/XSHG/daily", ticker="510050", order=1))
     new_days = universe.advance(2)
-    assert [d.isoformat() for d in new_days] == ["2025-01-06", "2025-01-07"]  # Jan 1-3 closed
+    assert [d.isoformat() for d in new_days] == ["2025-01-02", "2025-01-03"]  # Jan 1 closed
     assert universe.end == new_days[-1] > before
     rows = data(get(http, api, "/etf/XSHG/daily", ticker="510050", order=1))
-    assert rows[:-2] == old and [r["date"] for r in rows[-2:]] == ["2025-01-06", "2025-01-07"]
+    assert rows[:-2] == old and [r["date"] for r in rows[-2:]] == ["2025-01-02", "2025-01-03"]
     latest = data(get(http, api, "/etf/XSHG/daily/latest"))
-    assert {r["date"] for r in latest} == {"2025-01-07"}
+    assert {r["date"] for r in latest} == {"2025-01-03"}
     assert universe.daily_rows(inactive.exchange, inactive.ticker) == inactive_rows
 
     fresh = Universe()
@@ -353,7 +356,7 @@ def test_list_mutations(api, http, universe):
     universe.set_active("XSHE", "159915", True)
     assert (
         data(get(http, api, "/etf/XSHE/daily", ticker="159915", order=1))[-1]["date"]
-        == "2025-01-06"
+        == "2025-01-02"
     )
 
 

@@ -180,6 +180,34 @@ def test_an_empty_day_on_a_trading_day_is_not_taken_for_a_holiday(etl, db, api, 
     assert s["rows_inserted"] == 2 * s["symbols_total"]
 
 
+@pytest.mark.parametrize("exchanges", [(), ("XSHG",)], ids=["both-empty", "xshg-alone"])
+def test_an_empty_trading_day_on_every_exchange_asked_leaves_no_gap(
+    exchanges, etl, db, api, universe
+):
+    """No other exchange to compare with: the calendar says the day was a
+    trading day, so its empty answers are a glitch, served per ticker."""
+    args = [a for e in exchanges for a in ("--exchange", e)]
+    assert etl("sync", *args).exit_code == 0
+    first, _ = universe.advance(2)
+    asked = exchanges or ("XSHG", "XSHE")
+    for exchange in asked:
+        api.add_fault("empty", endpoint="latest", exchange=exchange, day=first.isoformat())
+    api.reset_log()
+    out = etl("sync", *args)
+    assert out.exit_code == 0, out.stderr
+    markets = tuple("SH." if e == "XSHG" else "SZ." for e in asked)
+    days = {
+        sym: d
+        for sym, d in db.fetch(
+            "SELECT symbol, array_agg(trade_date::date::text ORDER BY trade_date) "
+            "FROM stock_daily_data GROUP BY symbol"
+        )
+    }
+    expected = {s: d for s, d in source_dates(universe).items() if s.startswith(markets)}
+    assert {s: days.get(s) for s in expected} == expected  # the empty day is stored too
+    assert api.request_count("daily") == len(expected)
+
+
 @pytest.mark.parametrize(("share", "code", "status"), [(None, 1, "failed"), ("0.2", 3, "partial")])
 def test_too_many_failed_symbols_fail_the_run_and_keep_what_loaded(
     share, code, status, etl, db, api, universe

@@ -10,8 +10,9 @@ import polars as pl
 import pytest
 
 from etl import transform as T
+from etl.calendar import is_trading_day, trading_days_between
 from etl.errors import ConfigError
-from etl.plan import PriceOptions, build_plan, weekdays_between
+from etl.plan import PriceOptions, build_plan
 from etl.snapshot import RAW_SCHEMA
 
 
@@ -379,10 +380,22 @@ def test_plan_incremental_by_day_and_up_to_date():
         build_plan(done.filter(pl.col("market_code") == "SZ"), later)
 
 
-def test_weekdays_between_skips_weekends():
-    assert weekdays_between(date(2024, 1, 5), date(2024, 1, 9)) == [
+def test_trading_days_skip_weekends_and_official_holidays_but_not_unknown_years():
+    assert trading_days_between(date(2024, 1, 5), date(2024, 1, 9)) == [
         date(2024, 1, 8),
         date(2024, 1, 9),
+    ]
+    # National Day week and the make-up working Sunday before it: no session.
+    assert trading_days_between(date(2024, 9, 27), date(2024, 10, 9)) == [
+        date(2024, 9, 30),
+        date(2024, 10, 8),
+        date(2024, 10, 9),
+    ]
+    assert is_trading_day(date(2024, 10, 1)) is False and is_trading_day(date(2024, 10, 8))
+    # Beyond the official tables a weekday is unknown, never skipped.
+    far = date(2100, 1, 1)  # a Friday
+    assert is_trading_day(far) is None and trading_days_between(far, far.replace(day=4)) == [
+        date(2100, 1, 4)
     ]
 
 

@@ -30,6 +30,8 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from etl import calendar as exchange_calendar
+
 EXCHANGES = ("XSHG", "XSHE")
 COUNTRY_CODE = "CHN"
 CURRENCY_CODE = "CNY"
@@ -88,7 +90,12 @@ def _holidays(year: int) -> frozenset[date]:
 
 
 def is_trading_day(day: date) -> bool:
-    """Weekdays minus a fixed holiday set (New Year, Spring Festival, May Day, National Day)."""
+    """The exchanges' calendar where the official holiday tables reach
+    (etl.calendar); beyond them, weekdays minus a fixed holiday set (New Year,
+    Spring Festival, May Day, National Day)."""
+    known = exchange_calendar.is_trading_day(day)
+    if known is not None:
+        return known
     return day.weekday() < 5 and day not in _holidays(day.year)
 
 
