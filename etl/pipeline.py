@@ -20,7 +20,7 @@ got); configuration and connection problems raise the other errors of
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,17 +109,7 @@ def sync(
     progress: Progress | None = None,
 ) -> RunResult:
     """The nightly job: ETF lists, then daily prices."""
-    options = options or PriceOptions()
-    summary = execute(
-        settings,
-        "sync",
-        lambda job: jobs.sync_all(job, options),
-        needs_api=True,
-        options=_options_of(options),
-        wait=wait,
-        progress=progress,
-    )
-    return RunResult.of(summary)
+    return _prices(settings, "sync", jobs.sync_all, options, wait, progress)
 
 
 def sync_lists(
@@ -146,13 +136,24 @@ def sync_prices(
     progress: Progress | None = None,
 ) -> RunResult:
     """Daily prices into stock_daily_data, from each ETF's watermark on."""
-    options = options or PriceOptions()
+    return _prices(settings, "sync-prices", jobs.sync_prices, options, wait, progress)
+
+
+def _prices(
+    settings: Settings,
+    command: str,
+    job: Callable[[jobs.Job, PriceOptions], dict[str, Any]],
+    options: PriceOptions | None,
+    wait: bool,
+    progress: Progress | None,
+) -> RunResult:
+    chosen = options or PriceOptions()
     summary = execute(
         settings,
-        "sync-prices",
-        lambda job: jobs.sync_prices(job, options),
+        command,
+        lambda run: job(run, chosen),
         needs_api=True,
-        options=_options_of(options),
+        options=_options_of(chosen),
         wait=wait,
         progress=progress,
     )

@@ -313,3 +313,27 @@ def write_parts_forever(raw_dir: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["write-parts"]:
         write_parts_forever(Path(sys.argv[2]))
+
+
+def hold_writes(db: Database, proc: subprocess.Popen):  # noqa: ANN201 - an ADBC connection
+    """Once ``proc`` has committed rows, take a lock that its next write into
+    stock_daily_data waits for, and return when it does wait. The caller rolls
+    back (or closes) the returned connection to let the write go on."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    def committed() -> bool:
+        (exists,) = db.fetch("SELECT to_regclass('stock_daily_data') IS NOT NULL")[0]
+        return bool(exists) and db.fetch("SELECT count(*) FROM stock_daily_data")[0][0] > 0
+
+    wait_for(committed, proc=proc)
+    admin = adbc.connect(db.url, autocommit=False)
+    with admin.cursor() as cur:
+        cur.execute("LOCK TABLE stock_daily_data IN SHARE MODE")
+    wait_for(
+        lambda: db.fetch(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%stock_daily_data%'"
+        )[0][0],
+        proc=proc,
+    )
+    return admin

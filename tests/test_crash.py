@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import adbc_driver_postgresql.dbapi as adbc
 import crashhelper
 import polars as pl
 import pytest
@@ -25,6 +24,7 @@ from crashhelper import (
     connections,
     cut_off,
     dbname,
+    hold_writes,
     listed_tickers,
     price_parts,
     runs,
@@ -109,19 +109,10 @@ def test_sigkill_leaves_whole_batches_and_a_rerun_finishes_the_job(
         else:
             # Deterministic: once one batch is in, hold a table lock that the
             # next batch's write waits for, and kill the sync inside that transaction.
-            wait_for(lambda: price_rows(db) > 0, proc=proc)
-            admin = adbc.connect(db.url, autocommit=False)
+            admin = hold_writes(db, proc)
             with admin.cursor() as cur:
-                cur.execute("LOCK TABLE stock_daily_data IN SHARE MODE")
                 cur.execute("SELECT count(*) FROM stock_daily_data")
                 committed = cur.fetchone()[0]
-            wait_for(
-                lambda: db.fetch(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%stock_daily_data%'"
-                )[0][0],
-                proc=proc,
-            )
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
     finally:

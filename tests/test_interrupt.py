@@ -8,13 +8,13 @@ import json
 import signal
 from pathlib import Path
 
-import adbc_driver_postgresql.dbapi as adbc
 import polars as pl
 import pytest
 from crashhelper import (
     assert_consistent,
     assert_same_as,
     child_env,
+    hold_writes,
     price_parts,
     runs,
     spawn,
@@ -53,23 +53,7 @@ def interrupted_run(db, api, data_dir, tmp_path, sig, *, during_load=False):
     admin = None
     try:
         if during_load:
-            wait_for(
-                lambda: (
-                    db.fetch("SELECT to_regclass('stock_daily_data') IS NOT NULL")[0][0]
-                    and db.fetch("SELECT count(*) FROM stock_daily_data")[0][0] > 0
-                ),
-                proc=proc,
-            )
-            admin = adbc.connect(db.url, autocommit=False)
-            with admin.cursor() as cur:
-                cur.execute("LOCK TABLE stock_daily_data IN SHARE MODE")
-            wait_for(
-                lambda: db.fetch(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%stock_daily_data%'"
-                )[0][0],
-                proc=proc,
-            )
+            admin = hold_writes(db, proc)
         else:
             wait_for(lambda: api.request_count("daily") >= 4, proc=proc)
         proc.send_signal(sig)
