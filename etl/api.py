@@ -214,9 +214,10 @@ class TsanghiClient:
             result = Fetched(endpoint, exchange, ticker, params, datetime.now(UTC), attempt)
             try:
                 result.http_status, body, result.rows = self._once(path, params, endpoint)
-                # Scrubbed in case an answer ever quotes the request (the token is long
-                # and random: a good body does not hold it otherwise).
-                result.body = body.replace(self._token, "***") if self._token in body else body
+                # A good answer is data: only a quoted request URL (token=...) is
+                # scrubbed from it, by its place, never the token's text wherever
+                # it occurs (a short token such as "demo" would cut field names).
+                result.body = _TOKEN_IN_TEXT.sub(r"\1***", body) if "token=" in body else body
                 self.breaker.record(True)
                 return result
             except _Failure as exc:

@@ -81,3 +81,21 @@ def test_a_second_run_while_one_holds_the_lock(etl_env, db):
                 pipeline.sync_prices(settings)
         finally:
             holder.close()
+
+
+def test_a_short_token_never_cuts_the_data(etl_env, db, universe):
+    """The token is scrubbed from answers by its place in a quoted URL, not by
+    its text: the documented 'demo' token, or a one-letter one, must not turn
+    "ticker" into "***icker" in a good answer."""
+    from fakeapi import FakeTsanghi
+
+    server = FakeTsanghi(universe, token="t").start()
+    try:
+        env = {**etl_env, "TSANGHI_TOKEN": "t", "TSANGHI_BASE_URL": server.base_url}
+        result = pipeline.sync(Settings.from_env(env=env))
+    finally:
+        server.stop()
+    assert result.status == "ok" and result.rows_inserted > 0
+    assert result.summary["etfs_new"] == len(universe.list_rows("XSHG")) + len(
+        universe.list_rows("XSHE")
+    )
