@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def clean_env(tmp_path: Path) -> dict[str, str]:
-    drop = ("DATABASE_URL", "STOCK_API_TOKEN", "MAKEFLAGS", "MFLAGS", "FLAGS", "ARGS",
+    # As from a shell, not from inside `make test` (MAKELEVEL makes make print
+    # "Entering directory" on stdout).
+    drop = ("DATABASE_URL", "STOCK_API_TOKEN", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "FLAGS", "ARGS",
             "PYTHONPATH", "VIRTUAL_ENV")  # fmt: skip
     env = {k: v for k, v in os.environ.items()
            if k not in drop and not k.startswith(("ETL_", "TSANGHI_", "PG"))}  # fmt: skip

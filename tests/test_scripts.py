@@ -25,7 +25,7 @@ BENCH_KEYS = ["1a", "1e", "1b", "1c", "1d", "1f", "2a", "2b", "2c", "2d", "3a", 
 
 def clean_env(tmp_path: Path) -> dict[str, str]:
     """The caller's environment without anything that would point the scripts elsewhere."""
-    drop = ("DATABASE_URL", "STOCK_API_TOKEN", "ETF_SYNC_ENV", "DEMO_DATA_DIR", "MAKEFLAGS",
+    drop = ("DATABASE_URL", "STOCK_API_TOKEN", "ETF_SYNC_ENV", "DEMO_DATA_DIR", "MAKEFLAGS", "MAKELEVEL",
             "MFLAGS", "FLAGS", "ARGS")  # fmt: skip
     env = {k: v for k, v in os.environ.items()
            if k not in drop and not k.startswith(("ETL_", "TSANGHI_"))}  # fmt: skip
