@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import click
 
 from etl import export as exporter
 from etl import jsonout, pipeline, queries, read, retention
+from etl.calendar import shanghai_today
 from etl.db import Database, mask_url, open_database
 from etl.errors import ConfigError, EtlError, LockHeldError
 from etl.migrate import apply_migrations, require_schema
@@ -30,7 +31,6 @@ from etl.settings import Settings
 from etl.symbols import MARKETS, check_symbol
 from etl.sync import Progress
 
-CHINA = timezone(timedelta(hours=8))  # Asia/Shanghai has no daylight saving time
 GROUP_HELP = """Keep a PostgreSQL database of Chinese ETFs (XSHG, XSHE) current from the
 Tsanghi API: ETF lists into stock_info, daily prices into stock_daily_data.
 
@@ -353,7 +353,7 @@ def _price_opts(
         chosen = tuple(check_symbol(s) for s in symbols)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--symbol") from None
-    today = datetime.now(CHINA).date()
+    today = shanghai_today()
     end = end_date.date() if end_date else today
     start = start_date.date() if start_date else None
     if start and start > end:

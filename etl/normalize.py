@@ -17,6 +17,8 @@ from pathlib import Path
 import polars as pl
 
 from etl import transform
+from etl.calendar import shanghai_today
+from etl.schema import PLAN_SCHEMA
 from etl.snapshot import REJECTS, TYPED, Snapshot, read_raw
 from etl.symbols import MARKETS
 
@@ -68,6 +70,18 @@ class Normalizer:
     context: pl.DataFrame  # PLAN_SCHEMA: the symbols wanted, their last close
     end: date  # the run's last trade date
     out: Snapshot  # where typed parts and rejects go
+
+    @classmethod
+    def of(cls, source: Snapshot, out: Snapshot) -> Normalizer | None:
+        """The normalizer of the run that wrote ``source`` (its plan and end
+        date), writing into ``out``; None where that run made no plan."""
+        plan = source.read("plan.parquet")
+        if plan is None:
+            return None
+        end = source.manifest().get("options", {}).get("end")
+        return cls(
+            plan.cast(PLAN_SCHEMA), date.fromisoformat(end) if end else shanghai_today(), out
+        )
 
     def run(self, raw_path: Path) -> NormalizeResult:
         started = time.monotonic()

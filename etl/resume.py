@@ -18,11 +18,9 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from etl.calendar import shanghai_today
 from etl.errors import EtlError
 from etl.extract import Request
 from etl.normalize import Normalizer
-from etl.schema import PLAN_SCHEMA
 from etl.snapshot import Snapshot
 from etl.sqlfiles import query
 
@@ -80,26 +78,19 @@ def finish_pending(job: Job, tally: PriceTally) -> Answered:
         if snapshot is None:
             continue
         manifest = snapshot.manifest()
-        plan = snapshot.read("plan.parquet")
+        normalizer = Normalizer.of(snapshot, job.snapshot)
         parts = snapshot.parts("kind=prices")
-        if plan is None or not parts:
+        if normalizer is None or not parts:
             continue
-        end = manifest.get("options", {}).get("end")
-        normalizer = Normalizer(
-            plan.cast(PLAN_SCHEMA),
-            date.fromisoformat(end) if end else shanghai_today(),
-            job.snapshot,
-        )
         own = PriceTally()
         stages = Stages(job, normalizer, bool(manifest.get("options", {}).get("overwrite")), own)
         log.info("resuming run %s: loading %d parts it left in %s", run_id, len(parts), path)
         stages.run(parts)
-        for part in parts:
-            raw = pl.read_parquet(
-                part, columns=["endpoint", "exchange", "ticker", "params", "error"]
+        for part in parts:  # which requests they answered: a few small columns
+            answered.add(
+                pl.read_parquet(part, columns=["endpoint", "exchange", "ticker", "params", "error"])
             )
-            answered.add(raw)
-            tally.answers_resumed += raw.height
+        tally.answers_resumed += own.answers_on_disk
         tally.rows_resumed += own.rows_inserted
         tally.rows_inserted += own.rows_inserted
         tally.rows_rejected += own.rows_rejected

@@ -20,7 +20,7 @@ import polars as pl
 
 from etl import history, transform
 from etl.api import Fetched, TsanghiClient
-from etl.calendar import is_trading_day, shanghai_today
+from etl.calendar import is_trading_day
 from etl.db import Database
 from etl.errors import ApiError, EtlError, SnapshotError, StageError
 from etl.extract import Request, fetch_all
@@ -29,7 +29,6 @@ from etl.normalize import Normalizer, NormalizeResult
 from etl.outcome import Policy, decide, no_lists_message, worst
 from etl.plan import Plan, PriceOptions, build_plan
 from etl.resume import finish_pending
-from etl.schema import PLAN_SCHEMA
 from etl.settings import Settings
 from etl.snapshot import RawWriter, Snapshot, fetched_frame
 from etl.sqlfiles import query
@@ -169,10 +168,14 @@ class PriceTally:
     failed: dict[str, str] = field(default_factory=dict)  # symbol -> reason
     done: int = 0
     not_fetched: int = 0  # requests never made: interrupted, or the breaker opened
+    answers_on_disk: int = 0  # answers read back by normalize (replay and resume)
+    rows_on_disk: int = 0  # records in their good answers
     answers_resumed: int = 0  # answers a run that died left on disk, loaded by this one
     rows_resumed: int = 0  # rows of those answers this run inserted
 
     def normalized(self, result: NormalizeResult) -> None:
+        self.answers_on_disk += result.answers
+        self.rows_on_disk += result.rows_fetched
         self.rows_rejected += result.rejected
         self.rows_valid += result.rows
         self.rows_pct_out_of_range += result.pct_out_of_range
@@ -200,10 +203,9 @@ class Stages:
         normalizer: Normalizer,
         overwrite: bool,
         tally: PriceTally,
-        on_loaded: Callable[[LoadResult], None] | None = None,
     ) -> None:
         self._job, self._normalizer, self._overwrite = job, normalizer, overwrite
-        self._tally, self._on_loaded = tally, on_loaded
+        self._tally = tally
         self._raw: queue.Queue[Path | None] = queue.Queue(maxsize=1)
         self._typed: queue.Queue[Path | None] = queue.Queue(maxsize=1)
         self.error: StageError | None = None
@@ -261,8 +263,6 @@ class Stages:
                 self._fail("load", exc)
                 continue
             self._tally.loaded(result)
-            if self._on_loaded:
-                self._on_loaded(result)
             log.debug(
                 "load %s: %d rows, %d inserted in %.2fs",
                 typed.name,
@@ -519,19 +519,17 @@ def replay(job: Job) -> dict[str, Any]:
             for ex in raw["exchange"].unique(maintain_order=True).to_list()
         }
         summary.update(list_summary(results, Policy.from_settings(job.settings)))
-    plan_frame = source.read("plan.parquet")
+    normalizer = Normalizer.of(source, job.snapshot)
     price_parts = source.parts("kind=prices")
-    if price_parts and plan_frame is None:
+    if price_parts and normalizer is None:
         raise SnapshotError(f"{source.path} has price answers but no plan.parquet")
-    if plan_frame is not None:
+    if normalizer is not None:
         started = time.monotonic()
         tally = PriceTally()
         options = manifest.get("options", {})
-        context = plan_frame.cast(PLAN_SCHEMA)
-        normalizer = Normalizer(context, _end_of(manifest), job.snapshot)
         stages = Stages(job, normalizer, bool(options.get("overwrite")), tally)
         stages.run(price_parts)
-        tally.rows_fetched = sum(_good_rows(part) for part in price_parts)
+        tally.rows_fetched = tally.rows_on_disk
         plan = Plan(normalizer.context, [], int(manifest.get("plan", {}).get("up_to_date", 0)), {})
         prices = price_summary(job, plan, tally, time.monotonic() - started)
         reasons = summary.get("reasons", []) + prices.get("reasons", [])
@@ -539,18 +537,7 @@ def replay(job: Job) -> dict[str, Any]:
         summary["status"] = worst(summary["status"], prices["status"])
         if reasons:
             summary["reasons"] = reasons
-    if not list_parts and plan_frame is None:
+    if not list_parts and normalizer is None:
         raise SnapshotError(f"{source.path} holds no list or price answers to replay")
     job.snapshot.update_manifest(loaded=True)
     return summary
-
-
-def _good_rows(part: Path) -> int:
-    raw = pl.read_parquet(part, columns=["rows", "error"])
-    return int(raw.filter(pl.col("error").is_null())["rows"].sum())
-
-
-def _end_of(manifest: dict[str, Any]) -> date:
-    """The last trade date of the run a manifest describes."""
-    end = manifest.get("options", {}).get("end")
-    return date.fromisoformat(end) if end else shanghai_today()
