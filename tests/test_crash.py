@@ -254,3 +254,39 @@ def test_database_lost_while_loading_keeps_the_snapshot_and_replay_completes_it(
     assert_same_as(db, universe, reference)
     assert [(r[1], r[2]) for r in runs(db)] == [("sync", "failed"), ("replay", "ok")]
     assert replayed.summary["replayed_run"] == out.summary["run_id"]
+
+
+@pytest.mark.slow
+def test_answers_are_on_disk_within_seconds_whatever_the_batch_size(db, api, data_dir, tmp_path):
+    """A batch far larger than the whole run: answers still reach a durable
+    part within the flush interval, so a kill then loses seconds, not the run."""
+    api.latency_ms = 400  # about 15 s of fetching: longer than the wait below
+    env = child_env(
+        db.url, api.base_url, TOKEN, data_dir, ETL_BATCH_ROWS="100000000", ETL_WORKERS="1"
+    )
+    proc = spawn(["--json", "sync"], env, tmp_path / "slow")
+    try:
+        wait_for(lambda: api.request_count("daily") >= 2, proc=proc)
+        raw = data_dir / "raw"
+        part = wait_for(
+            lambda: (
+                next(iter(raw.glob("*/kind=prices/part-*.parquet")), None)
+                if any(
+                    pl.read_parquet(p, columns=["endpoint"])["endpoint"].eq("daily").any()
+                    for p in raw.glob("*/kind=prices/part-*.parquet")
+                )
+                else None
+            ),
+            timeout=6,
+            proc=proc,  # fails if the run ended first: the part must come mid-run
+        )
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert part is not None
+    daily = pl.concat(price_parts(Path(part).parent.parent)).filter(pl.col("endpoint") == "daily")
+    assert daily.height >= 1 and daily["error"].null_count() == daily.height
