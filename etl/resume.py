@@ -23,9 +23,10 @@ from etl.extract import Request
 from etl.normalize import Normalizer
 from etl.snapshot import Snapshot
 from etl.sqlfiles import query
+from etl.stages import PriceTally, Stages
 
 if TYPE_CHECKING:
-    from etl.sync import Job, PriceTally
+    from etl.sync import Job
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,6 @@ def _day(text: str | None) -> date | None:
 
 def finish_pending(job: Job, tally: PriceTally) -> Answered:
     """Load what runs that died left on disk; say which requests they answered."""
-    from etl.sync import PriceTally, Stages  # the stages runner lives with the jobs
-
     answered = Answered()
     for run_id, path in job.db.fetch(query("runs_pending"), (job.run_id,)):
         snapshot = _pending(Path(path))
