@@ -108,6 +108,9 @@ class SystemPostgres:
             # it is our own generated literal with no quote in it.
             assert "'" not in self.password
             cur.execute(f"CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{self.password}'")
+            # DROP DATABASE ... WITH (FORCE) must also end an autovacuum worker that
+            # happens to be in the test's database; those run as no role of ours.
+            cur.execute(f"GRANT pg_signal_backend TO {ROLE}")
         return self
 
     def stop(self) -> None:
