@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -560,3 +561,68 @@ def test_decimal_rows_are_served_as_the_bare_json_numbers_of_their_digits(api, h
     day = universe.latest_trading_day()
     universe.set_rows("XSHG", "510050", [dict(row, date=day.isoformat())])
     assert '"close":2.34499999999999997' in get(http, api, "/etf/XSHG/daily/latest").text
+
+
+# ------------------------------------------------------- corporate actions
+
+
+def _by_date(rows):
+    return {r["date"]: r for r in rows}
+
+
+def test_standard_actions_are_the_default_and_jump_on_the_ex_date(api, http, universe):
+    from fakeapi import STANDARD_ACTIONS
+
+    assert universe.actions == sorted(
+        STANDARD_ACTIONS, key=lambda a: (a.exchange, a.ticker, a.ex_date)
+    )
+    assert {(a.symbol, str(a.ratio)) for a in universe.actions} == {
+        ("SH.510050", "2"),
+        ("SZ.159915", "0.1"),
+        ("SH.510300", "3.8165"),
+    }
+    plain = Universe(actions=())
+    assert plain.actions == []
+    days = universe.trading_days()
+    for action in STANDARD_ACTIONS:
+        assert is_trading_day(action.ex_date) and action.ex_date in days
+        assert action.ex_date in Universe.full(n_etfs=40).trading_days()
+        assert Universe(n_etfs=40).etf(action.exchange, action.ticker)
+        path = f"/etf/{action.exchange}/daily"
+        served = data(get(http, api, path, ticker=action.ticker, order=1))
+        original = plain.daily_rows(action.exchange, action.ticker)
+        ex = action.ex_date.isoformat()
+        before = [r for r in served if r["date"] < ex]
+        # Prices before the ex-date are the generated ones, unchanged.
+        assert before == [r for r in original if r["date"] < ex] and before
+        # From the ex-date on: generated price / ratio to the tick, volume * ratio.
+        raw, new = _by_date(original), _by_date(served)
+        ratio = action.ratio
+        tick = Decimal("0.001")
+        for day in [d for d in new if d >= ex]:
+            for field in ("open", "high", "low", "close"):
+                exact = Decimal(str(raw[day][field])) / ratio
+                expected = max(tick, exact.quantize(tick, rounding=ROUND_HALF_UP))
+                assert Decimal(str(new[day][field])) == expected, (day, field)
+            assert abs(new[day]["volume"] - raw[day]["volume"] * ratio) <= Decimal("0.5")
+        # The jump on the ex-date: open / previous close is about 1 / ratio.
+        prev = before[-1]["close"]
+        assert new[ex]["open"] / prev == pytest.approx(1 / float(ratio), rel=0.02)
+        latest = data(get(http, api, f"/etf/{action.exchange}/daily/latest", date=ex))
+        assert [r for r in latest if r["ticker"] == action.ticker] == [new[ex]]
+
+
+def test_add_action_on_the_next_day_changes_no_served_row(universe):
+    before = universe.daily_rows("XSHG", "510500")
+    nxt = universe.latest_trading_day() + timedelta(days=1)
+    while not is_trading_day(nxt):
+        nxt += timedelta(days=1)
+    universe.add_action("XSHG", "510500", nxt, "0.25")
+    assert universe.daily_rows("XSHG", "510500") == before
+    universe.advance(2)
+    after = universe.daily_rows("XSHG", "510500")
+    assert after[: len(before)] == before
+    assert after[len(before)]["date"] == nxt.isoformat()
+    assert after[len(before)]["open"] / before[-1]["close"] == pytest.approx(4, rel=0.03)
+    with pytest.raises(ValueError):
+        universe.add_action("XSHG", "510500", nxt, 0)

@@ -9,6 +9,26 @@ walk is vectorised with polars: per-day random numbers come from a
 ``random.Random`` seeded per (ETF, block of days), the log price is an integer
 cumulative sum (exact whatever the block boundaries), and the price is folded
 back into a band around the listing price so it stays plausible over 20 years.
+
+Corporate actions (share splits, merges and conversions, 份额拆分 / 合并 / 折算):
+a Universe carries ``actions``, each an ``Action(exchange, ticker, ex_date,
+ratio)`` with ``ratio`` new shares per old share (2 for a 2-for-1 split, 0.1 for
+a 10-to-1 merge). From the ex-date on (the first row on or after it) the ETF
+trades in new shares: every price is the generated price divided by the
+cumulative ratio, rounded half up to the 0.001 tick and never below 0.001, and
+the volume is multiplied by it (rounded half up to whole shares). Rows before
+the ex-date never change. By default a Universe carries ``STANDARD_ACTIONS``:
+
+    XSHG 510050  2024-01-15  ratio 2       a 2-for-1 split
+    XSHE 159915  2024-02-26  ratio 0.1     a 10-to-1 merge
+    XSHG 510300  2024-03-11  ratio 3.8165  a conversion 1:3.8165
+
+trading days inside the default range (2020..2024), ``Universe.full``
+(2005..2024) and the tests' quarter (2024-01-02..2024-03-29), on funds present
+in every universe of two or more ETFs on each exchange. ``Universe(actions=())``
+has none; ``universe.add_action(exchange, ticker, day, ratio)`` plants one (on a
+day after ``end``, so no history changes, then ``advance``). An action on a
+ticker the universe does not list is ignored.
 """
 
 from __future__ import annotations
@@ -24,6 +44,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from functools import cache
 from typing import Any
 
@@ -72,6 +93,29 @@ _MANAGERS = (
     "华夏", "易方达", "华泰柏瑞", "南方", "嘉实", "广发", "博时", "富国",
     "汇添富", "国泰", "招商", "鹏华", "天弘", "工银瑞信", "平安",
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Action:
+    """A share split, merge or conversion: ``ratio`` new shares per old share from
+    ``ex_date`` (the first trading day at the new price) on."""
+
+    exchange: str
+    ticker: str
+    ex_date: date
+    ratio: Decimal
+
+    @property
+    def symbol(self) -> str:
+        """The symbol as stored (SH.510050)."""
+        return ("SH." if self.exchange == "XSHG" else "SZ.") + self.ticker
+
+
+STANDARD_ACTIONS = (
+    Action("XSHG", "510050", date(2024, 1, 15), Decimal("2")),  # 2-for-1 split
+    Action("XSHE", "159915", date(2024, 2, 26), Decimal("0.1")),  # 10-to-1 merge
+    Action("XSHG", "510300", date(2024, 3, 11), Decimal("3.8165")),  # conversion 1:3.8165
+)
 
 _BLOCK = 256  # days per independently seeded block of random numbers
 _NSTREAM = 8  # random numbers drawn per day (a few spare)
@@ -277,6 +321,7 @@ class Universe:
         start: date = date(2020, 1, 2),
         end: date = date(2024, 12, 31),
         seed: int = 0,
+        actions: Iterable[Action] | None = None,
     ) -> None:
         if end < start:
             raise ValueError("end must not be before start")
@@ -291,7 +336,10 @@ class Universe:
         self._histories: dict[tuple[str, str], _History] = {}
         self._row_overrides: dict[tuple[str, str], list[dict]] = {}
         self._extra_list: dict[str, list[dict]] = {ex: [] for ex in EXCHANGES}
+        self._actions: dict[tuple[str, str], list[Action]] = {}
         self._build(n_etfs)
+        for action in STANDARD_ACTIONS if actions is None else actions:
+            self.add_action(action.exchange, action.ticker, action.ex_date, action.ratio)
 
     @classmethod
     def full(
@@ -300,9 +348,10 @@ class Universe:
         start: date = date(2005, 1, 4),
         end: date = date(2024, 12, 31),
         seed: int = 0,
+        actions: Iterable[Action] | None = None,
     ) -> Universe:
         """Benchmark universe: 1,200 ETFs since 2005, about 4 million daily rows."""
-        return cls(n_etfs=n_etfs, start=start, end=end, seed=seed)
+        return cls(n_etfs=n_etfs, start=start, end=end, seed=seed, actions=actions)
 
     # ----------------------------------------------------------------- building
 
@@ -476,7 +525,8 @@ class Universe:
             etf = self._listed(exchange, ticker)
             if (exchange, ticker) in self._row_overrides or etf is None:
                 return None
-            return self._range(self._frame(etf), _as_date(start), _as_date(end))
+            frame = self._range(self._frame(etf), _as_date(start), _as_date(end))
+            return self._adjusted(exchange, ticker, frame)
 
     def raw_rows(
         self,
@@ -588,7 +638,8 @@ class Universe:
                     continue
                 i = bisect.bisect_left(hist.di, di)
                 if i < len(hist.di) and hist.di[i] == di:
-                    out.extend(self._frame_dicts(etf.ticker, hist.frame.slice(i, 1)))
+                    row = self._adjusted(exchange, etf.ticker, hist.frame.slice(i, 1))
+                    out.extend(self._frame_dicts(etf.ticker, row))
             return out
 
     def row_count(self) -> int:
@@ -602,6 +653,60 @@ class Universe:
         """Trading days within every listed ETF's life, before suspensions (cheap bound)."""
         with self._lock:
             return sum(stop - first for first, stop in map(self._span, self.etfs()))
+
+    # ------------------------------------------------------ corporate actions
+
+    @property
+    def actions(self) -> list[Action]:
+        """Every action, by exchange, ticker and ex-date (also on tickers not listed)."""
+        with self._lock:
+            return sorted(
+                (a for acts in self._actions.values() for a in acts),
+                key=lambda a: (a.exchange, a.ticker, a.ex_date),
+            )
+
+    def add_action(
+        self, exchange: str, ticker: str, ex_date: date | str, ratio: Decimal | str | float
+    ) -> Action:
+        """From ``ex_date`` on, ``ticker`` trades in new shares: ``ratio`` new per old.
+
+        Plant it after ``end`` (then ``advance``) to keep every served row as it was."""
+        with self._lock:
+            _check_exchange(exchange)
+            day = _as_date(ex_date)
+            assert day is not None
+            value = Decimal(str(ratio))
+            if value <= 0:
+                raise ValueError("ratio must be > 0")
+            action = Action(exchange, ticker, day, value)
+            acts = [a for a in self._actions.get((exchange, ticker), []) if a.ex_date != day]
+            self._actions[(exchange, ticker)] = sorted([*acts, action], key=lambda a: a.ex_date)
+            return action
+
+    def _adjusted(self, exchange: str, ticker: str, frame: pl.DataFrame) -> pl.DataFrame:
+        """Generated rows in the shares of each row's day. Lock held."""
+        acts = self._actions.get((exchange, ticker))
+        if not acts or frame.height == 0:
+            return frame
+        num: pl.Expr = pl.lit(1, pl.Int64)
+        den: pl.Expr = pl.lit(1, pl.Int64)
+        cumulative = Fraction(1)
+        for action in acts:  # ascending: a later ex-date overrides with its larger product
+            cumulative *= Fraction(action.ratio)
+            at = bisect.bisect_left(self._days, action.ex_date)
+            num = pl.when(pl.col("di") >= at).then(cumulative.numerator).otherwise(num)
+            den = pl.when(pl.col("di") >= at).then(cumulative.denominator).otherwise(den)
+        frame = frame.with_columns(_num=num.cast(pl.Int64), _den=den.cast(pl.Int64))
+        n, d = pl.col("_num"), pl.col("_den")
+
+        def price(col: str) -> pl.Expr:  # price * den / num, half up, at least one tick
+            p = pl.col(col).cast(pl.Int64)
+            return ((p * d * 2 + n) // (n * 2)).clip(lower_bound=1).cast(pl.Int32)
+
+        return frame.with_columns(
+            *(price(c) for c in ("open", "high", "low", "close")),
+            volume=(pl.col("volume") * n * 2 + d) // (d * 2),
+        ).drop("_num", "_den")
 
     # --------------------------------------------------------------- mutation
 
@@ -686,7 +791,8 @@ class Universe:
 
     def __repr__(self) -> str:
         return (
-            f"Universe(n_etfs={self.n_etfs}, start={self.start}, end={self._end}, seed={self.seed})"
+            f"Universe(n_etfs={self.n_etfs}, start={self.start}, end={self._end}, seed={self.seed}, "
+            f"actions={len(self.actions)})"
         )
 
 
