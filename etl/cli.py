@@ -2,8 +2,8 @@
 
 Exit codes: 0 ok · 1 failed (configuration, database, token, or the outcome
 policy in etl/outcome.py says failed) · 3 partial (some symbols or an exchange
-failed, or rows were rejected; the rest is loaded) · 4 another sync holds the
-database's lock · 2 bad usage.
+failed, or rows were rejected; the rest is loaded), or for `etl check`: it found
+something · 4 another sync holds the database's lock · 2 bad usage.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from typing import Any
 import click
 
 from etl import export as exporter
-from etl import jsonout, pipeline, queries, read, retention
+from etl import jsonout, picture, pipeline, queries, read, retention
 from etl.calendar import shanghai_today
+from etl.check import CheckReport
 from etl.db import Database, mask_url, open_database
 from etl.errors import ConfigError, EtlError, LockHeldError
 from etl.migrate import apply_migrations, require_schema
@@ -51,7 +52,8 @@ Exit codes:
      breaker stopped the fetching (ETL_BREAKER_*). What loaded is kept.
   2  bad usage (unknown option, invalid value)
   3  partial: some symbols or an exchange failed, or rows were rejected
-     (over ETL_REJECT_PARTIAL_SHARE, 0 = any); everything else loaded
+     (over ETL_REJECT_PARTIAL_SHARE, 0 = any); everything else loaded.
+     etl check: it found holes, suspect rows or unrecorded splits
   4  another sync is running on this database (see --wait)
   130, 143  interrupted by SIGINT or SIGTERM: what had arrived is
      loaded, the run is recorded as interrupted
@@ -576,6 +578,124 @@ def status(ctx: Ctx, data_dir: Path | None) -> None:
             f"  {started}  {row['command']:<11} {row['status']:<8} {row['run_id']}"
             f"  {row['seconds'] if row['seconds'] is not None else '-'}s{error}"
         )
+
+
+# etl check: exit 3 when it finds something (the code of a partial sync: look).
+EXIT_FINDINGS = 3
+# Entries of each list the human output shows; --json has them all.
+SHOWN = 10
+
+
+@cli.command("check")
+@click.option(
+    "--exchange",
+    "exchanges",
+    multiple=True,
+    type=click.Choice(list(MARKETS), case_sensitive=False),
+    help="Only this exchange (repeatable); both by default.",
+)
+@click.option(
+    "--symbol",
+    "symbols",
+    multiple=True,
+    help="Only this ETF, e.g. SH.510050 (repeatable).",
+)
+@click.option(
+    "--picture",
+    "picture_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the stored coverage per exchange and month as one HTML file.",
+)
+@_data_dir_option
+@_global_options
+@click.pass_obj
+def check_cmd(
+    ctx: Ctx,
+    exchanges: tuple[str, ...],
+    symbols: tuple[str, ...],
+    picture_path: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """Audit the stored ETF history against the exchange calendar.
+
+    Reports holes (trading days with no row between an ETF's first and last
+    stored row, and after its last one while it is active), suspect rows
+    (zero_volume streaks, ohlc inconsistencies, not_midnight trade dates, rows on
+    a not_trading_day) and share splits (open/previous close beyond any daily
+    limit; unrecorded ones are findings). Findings confirmed in
+    etl_check_confirmed are left out. Only reads. Exit 0 when clean, 3 when it
+    finds something.
+
+    \b
+    Example: etl check
+    Example: etl check --symbol SH.510050 --json
+    Example: etl check --exchange XSHG --picture coverage.html
+    """
+    try:
+        chosen = tuple(check_symbol(s) for s in symbols)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--symbol") from None
+    settings = _settings(data_dir=data_dir)
+    try:
+        report = pipeline.check(settings, _exchanges(exchanges), chosen or None)
+    except EtlError as exc:
+        raise Fatal(str(exc)) from None
+    if picture_path is not None:
+        try:
+            picture.write_coverage(report, picture_path)
+        except OSError as exc:
+            raise Fatal(f"cannot write {picture_path}: {exc.strerror or exc}") from None
+    if ctx.as_json:
+        out = report.as_dict()
+        if picture_path is not None:
+            out["picture"] = str(picture_path)
+        click.echo(jsonout.dumps(out))
+    else:
+        click.echo(_check_text(report, picture_path))
+    sys.exit(EXIT_OK if report.clean else EXIT_FINDINGS)
+
+
+def _capped(lines: list[str], total: int) -> list[str]:
+    if total > SHOWN:
+        lines = lines[:SHOWN] + [f"  ... and {total - SHOWN:,} more (see --json)"]
+    return lines
+
+
+def _check_text(report: CheckReport, picture_path: Path | None) -> str:
+    c = report.counts
+    latest = ", ".join(f"{e} {d or '-'}" for e, d in report.latest.items())
+    verdict = "clean" if report.clean else "FINDINGS"
+    out = [
+        f"check: {verdict}, {c['etfs']:,} ETFs in {report.seconds:.1f}s (latest: {latest})",
+        f"  {c['holes']:,} holes ({c['hole_days']:,} trading days), "
+        f"{c['suspect_rows']:,} suspect rows, {c['corporate_actions']:,} corporate actions "
+        f"({c['unrecorded_corporate_actions']:,} unrecorded)",
+    ]
+    if report.holes:
+        out.append("Holes (symbol, first day, last day, trading days):")
+        out += _capped(
+            [f"  {h.symbol}  {h.start}  {h.end}  {h.days:>5,}" for h in report.holes],
+            len(report.holes),
+        )
+    if report.suspect_rows:
+        out.append("Suspect rows (symbol, trading day, reason):")
+        out += _capped(
+            [f"  {s.symbol}  {s.trade_date}  {s.reason}" for s in report.suspect_rows],
+            len(report.suspect_rows),
+        )
+    if report.corporate_actions:
+        out.append("Corporate actions (symbol, ex-date, new shares per old, source):")
+        out += _capped(
+            [
+                f"  {a.symbol}  {a.ex_date}  {format(a.ratio, 'f'):>9}  {a.source}"
+                + ("" if a.recorded else "  unrecorded")
+                for a in report.corporate_actions
+            ],
+            len(report.corporate_actions),
+        )
+    if picture_path is not None:
+        out.append(f"Coverage picture: {picture_path}")
+    return "\n".join(out)
 
 
 FORMATS = ("table", "csv", "json", "parquet")

@@ -29,6 +29,7 @@ import polars as pl
 
 from etl import queries
 from etl import sync as jobs
+from etl.check import CheckReport, audit
 from etl.db import open_database
 from etl.migrate import require_schema
 from etl.plan import PriceOptions
@@ -40,7 +41,9 @@ from etl.sync import Progress
 __all__ = [
     "RunFailed",
     "RunResult",
+    "CheckReport",
     "Status",
+    "check",
     "replay",
     "status",
     "sync",
@@ -183,3 +186,16 @@ def status(settings: Settings) -> Status:
     with open_database(settings.database_url, settings.data_dir, create=False) as db:
         require_schema(db)
         return Status(queries.etf_counts(db), queries.recent_runs(db))
+
+
+def check(
+    settings: Settings,
+    exchanges: Iterable[str] | None = None,
+    symbols: Iterable[str] | None = None,
+) -> CheckReport:
+    """Audit the stored ETF history (etl.check.audit): holes, suspect rows, share splits.
+    A read, like ``status``: it never creates the embedded database nor changes the
+    schema, and it writes nothing."""
+    with open_database(settings.database_url, settings.data_dir, create=False) as db:
+        require_schema(db)
+        return audit(db, exchanges=exchanges, symbols=symbols)
