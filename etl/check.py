@@ -361,7 +361,7 @@ def _suspect_rows(rows: pl.DataFrame, confirmed: list[tuple]) -> list[SuspectRow
             rows.filter(pl.col("trade_date") != pl.col("trade_date").dt.truncate("1d")).select(
                 "symbol", "day", reason=pl.lit(NOT_MIDNIGHT)
             ),
-            rows.filter(pl.col("day").is_in(closed)).select(
+            rows.filter(pl.col("day").is_in(closed.implode())).select(
                 "symbol", "day", reason=pl.lit(NOT_TRADING_DAY)
             ),
         ]
