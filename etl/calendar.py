@@ -11,6 +11,7 @@ is unknown, and the caller asks the API rather than skip it.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from functools import cache
 
 import chinese_calendar
 
@@ -29,10 +30,19 @@ def is_trading_day(day: date) -> bool | None:
     not reach (a weekday of a year not published yet)."""
     if day.weekday() >= 5:
         return False
-    try:
-        return not chinese_calendar.is_holiday(day)
-    except NotImplementedError:
+    first, last = _table_years()
+    if not first <= day.year <= last:
         return None
+    # chinese_calendar.is_holiday(day) for a weekday, without its per-call scan of the
+    # whole table for the years it covers (etl check asks for every day of 20 years).
+    return day not in chinese_calendar.holidays or day in chinese_calendar.workdays
+
+
+@cache
+def _table_years() -> tuple[int, int]:
+    """The first and last year of the holiday tables."""
+    years = [d.year for d in chinese_calendar.holidays]
+    return min(years), max(years)
 
 
 def trading_days_between(after: date, until: date) -> list[date]:

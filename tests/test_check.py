@@ -9,7 +9,7 @@ the test API's calendar.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -353,3 +353,54 @@ def test_check_refuses_a_bad_symbol(etl):
     assert out.exit_code == 2
     assert out.summary["status"] == "usage_error"
     assert "--symbol" in out.summary["error"]
+
+
+def test_the_calendar_agrees_with_the_holiday_tables_day_by_day():
+    """is_trading_day answers from chinese_calendar's tables without its per-call scan:
+    the same answer for every day they cover, None for a weekday beyond them."""
+    import chinese_calendar
+
+    from etl.calendar import is_trading_day
+
+    years = sorted({d.year for d in chinese_calendar.holidays})
+    day, checked = date(years[0], 1, 1), 0
+    while day.year <= years[-1]:
+        expected = day.weekday() < 5 and not chinese_calendar.is_holiday(day)
+        assert is_trading_day(day) is expected, day
+        day += timedelta(days=1)
+        checked += 1
+    assert checked > 365 * 15
+    monday = date(years[-1] + 1, 3, 6)
+    monday -= timedelta(days=monday.weekday())
+    assert is_trading_day(monday) is None
+    assert is_trading_day(monday + timedelta(days=5)) is False  # a Saturday: never
+
+
+def test_reading_in_parallel_parts_finds_the_same(synced, monkeypatch):
+    """Many ETFs are read in parts on several connections sharing one snapshot: the
+    report is the same as from one query."""
+    from etl import check
+
+    db = synced
+    plant(db)
+    monkeypatch.setattr(check, "PARALLEL_MIN_ETFS", 10**9)
+    alone = check.audit(db)
+    monkeypatch.setattr(check, "PARALLEL_MIN_ETFS", 1)
+    monkeypatch.setattr(check, "MAX_WORKERS", 3)
+    monkeypatch.setattr(check.os, "cpu_count", lambda: 3)
+    queries: list[str] = []
+    frame = check._frame
+    monkeypatch.setattr(
+        check, "_frame", lambda cur, sql, *a: queries.append(sql) or frame(cur, sql, *a)
+    )
+    parts = check.audit(db)
+    assert queries.count(check.query("check_rows")) == 3
+    assert alone.suspect_rows and alone.holes and alone.corporate_actions
+    assert (parts.holes, parts.suspect_rows, parts.corporate_actions) == (
+        alone.holes,
+        alone.suspect_rows,
+        alone.corporate_actions,
+    )
+    # Read-only all the way: the parts' connections too.
+    parts_ro = check.audit(Database(read_only_url(db.url)))
+    assert parts_ro.holes == alone.holes
