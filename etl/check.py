@@ -29,8 +29,11 @@ trading days.
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -57,6 +60,12 @@ HOLE = "hole"
 
 DETECTED = "detected"
 _SHANGHAI = timedelta(hours=8)
+# From this many ETFs on, the rows are read in parts on one connection per CPU (at most
+# MAX_WORKERS), all in the first connection's snapshot: PostgreSQL runs one query on
+# one core.
+PARALLEL_MIN_ETFS = 200
+MAX_WORKERS = 4
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
 
 
 @dataclass(frozen=True)
@@ -171,7 +180,7 @@ def audit(
     with db.connect() as conn:
         try:
             with conn.cursor() as cur:
-                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                snapshot = _begin(conn, cur)
                 etfs = _frame(cur, query("check_etfs"))
                 chosen = etfs.filter(
                     pl.col("market_code").is_in(sorted(markets))
@@ -184,14 +193,8 @@ def audit(
                 rows, recorded, confirmed = _empty_rows(), [], []
                 if names:
                     if lo is not None and hi is not None:
-                        closed = [f"{d.isoformat()} 00:00:00" for d in closed_days(lo, hi)]
-                        params = (
-                            _array(names),
-                            _array(f'"{c}"' for c in closed),
-                            str(corporate.JUMP_FLOOR),
-                            str(corporate.JUMP_CEILING),
-                        )
-                        rows = _frame(cur, query("check_rows"), params)
+                        names_stored = stored["symbol"].to_list()
+                        rows = _candidate_rows(db, cur, snapshot, names_stored, lo, hi)
                     recorded = _tuples(cur, query("check_recorded"), (_array(names),))
                     confirmed = _tuples(cur, query("check_confirmed"), (_array(names),))
         except DatabaseError:
@@ -229,6 +232,53 @@ def audit(
         spans=spans,
         raw_holes=raw,
     )
+
+
+def _begin(conn: Any, cur: Any) -> str | None:
+    """Start the read-only, repeatable-read transaction; return its snapshot exported for
+    other connections, or None where the server cannot export one (a standby)."""
+    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    if min(MAX_WORKERS, os.cpu_count() or 1) < 2:
+        return None
+    try:
+        cur.execute("SELECT pg_export_snapshot()")
+        (snapshot,) = cur.fetchone()
+    except Exception:
+        conn.rollback()
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        return None
+    return snapshot if _SNAPSHOT_ID.fullmatch(str(snapshot)) else None
+
+
+def _candidate_rows(
+    db: Database, cur: Any, snapshot: str | None, names: list[str], lo: date, hi: date
+) -> pl.DataFrame:
+    """check_rows.sql for these ETFs: on this transaction's cursor, or in parts on one
+    connection per CPU that share its snapshot (the same rows, read in parallel)."""
+    closed = _array(f'"{d.isoformat()} 00:00:00"' for d in closed_days(lo, hi))
+    limits = (str(corporate.JUMP_FLOOR), str(corporate.JUMP_CEILING))
+    sql = query("check_rows")
+    workers = min(MAX_WORKERS, os.cpu_count() or 1)
+    if snapshot is None or len(names) < PARALLEL_MIN_ETFS or workers < 2:
+        return _frame(cur, sql, (_array(names), closed, *limits))
+    parts = [names[i::workers] for i in range(workers)]
+
+    def other(part: list[str]) -> pl.DataFrame:
+        with db.connect() as conn:
+            try:
+                with conn.cursor() as their:
+                    their.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    # An identifier the server made (checked above), not data: it cannot
+                    # be a bound parameter in SET TRANSACTION SNAPSHOT.
+                    their.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                    return _frame(their, sql, (_array(part), closed, *limits))
+            finally:
+                conn.rollback()
+
+    with ThreadPoolExecutor(workers - 1) as pool:
+        others = pool.map(other, parts[1:])
+        mine = _frame(cur, sql, (_array(parts[0]), closed, *limits))
+        return pl.concat([mine, *others])
 
 
 def _frame(cur: Any, sql: str, params: tuple | None = None) -> pl.DataFrame:
