@@ -645,6 +645,47 @@ def run(args: argparse.Namespace, report: Report, scratch: Path) -> None:
                     )
                 )
 
+        # 7: the audit of the whole stored history (etl check), as run nightly after
+        # the sync: the command as a process, then the library call in this one.
+        say("    etl check on the whole universe (7a, 7b) ...")
+        checked = cli.run("check", ok_codes=(0, 3))
+        c = checked.summary
+        found = (
+            f"{c['counts']['etfs']:,} ETFs: {c['counts']['holes']:,} holes "
+            f"({c['counts']['hole_days']:,} trading days, the universe's suspensions), "
+            f"{c['counts']['suspect_rows']:,} suspect rows, "
+            f"{c['counts']['corporate_actions']:,} corporate actions"
+        )
+        report.add(
+            Figure(
+                "7a",
+                "check, whole universe",
+                checked.wall,
+                "s",
+                "< 5 s",
+                checked.wall < 5,
+                "etl --json check  (wall time of the process, start-up included)",
+                f"{found}; {c['seconds']:.2f} s inside the command",
+            )
+        )
+        from etl.check import audit
+
+        started = time.perf_counter()
+        audited = audit(db)
+        library = time.perf_counter() - started
+        report.add(
+            Figure(
+                "7b",
+                "check, library call",
+                library,
+                "s",
+                "< 5 s",
+                library < 5,
+                "etl.check.audit(db)  in this process",
+                f"{audited.counts['etfs']:,} ETFs",
+            )
+        )
+
         # 2: nightly runs, one new trading day each; the first one after the
         # universe's last day crosses the New Year holidays, where each holiday
         # weekday costs an empty /daily/latest per exchange (the API publishes
