@@ -21,7 +21,7 @@ import polars as pl
 from etl.check import CheckReport, Hole, trading_calendar
 from etl.symbols import MARKETS
 
-BAR = 4  # px per month
+BAR = 4  # px per month at least; wider for a short history, to about 960 px
 HEIGHT = 120  # px of the tallest bar
 MARK = 8  # px of the hole marks under the bars
 
@@ -124,7 +124,8 @@ def coverage_html(report: CheckReport) -> str:
 def _svg(exchange: str, months: list[tuple[date, int, int, int]]) -> str:
     top = max((e for _, e, _, _ in months), default=0) or 1
     most_holes = max((h for *_, h in months), default=0) or 1
-    width = BAR * len(months) + 40
+    bar = max(BAR, min(24, 960 // max(1, len(months))))
+    width = bar * len(months) + 40
     base = HEIGHT + 14
     out = [
         f'<h2 style="font-size:14px">{escape(exchange)}: up to {top:,} ETFs</h2>',
@@ -132,17 +133,17 @@ def _svg(exchange: str, months: list[tuple[date, int, int, int]]) -> str:
         f'aria-label="{escape(exchange)} coverage per month">',
     ]
     for i, (m, expected, present, holes) in enumerate(months):
-        x = 30 + i * BAR
+        x = 30 + i * bar
         he = round(HEIGHT * expected / top)
         hp = round(HEIGHT * present / top)
         label = f"{m:%Y-%m} {exchange}: {expected} expected, {present} present, {holes} with holes"
         out.append(
             f'<g data-month="{m:%Y-%m}" data-expected="{expected}" data-present="{present}" '
             f'data-holes="{holes}"><title>{escape(label)}</title>'
-            f'<rect class="exp" x="{x}" y="{base - he}" width="{BAR}" height="{he}"/>'
-            f'<rect class="pre" x="{x}" y="{base - hp}" width="{BAR - 1}" height="{hp}"/>'
+            f'<rect class="exp" x="{x}" y="{base - he}" width="{bar}" height="{he}"/>'
+            f'<rect class="pre" x="{x}" y="{base - hp}" width="{bar - 1}" height="{hp}"/>'
             + (
-                f'<rect class="hole" x="{x}" y="{base + 2}" width="{BAR}" height="{MARK}" '
+                f'<rect class="hole" x="{x}" y="{base + 2}" width="{bar}" height="{MARK}" '
                 f'fill-opacity="{0.3 + 0.7 * holes / most_holes:.2f}"/>'
                 if holes
                 else ""
