@@ -14,6 +14,7 @@ from datetime import date
 
 import polars as pl
 
+from etl import decode
 from etl.schema import (  # noqa: F401 - re-exported: the transform's vocabulary
     DAILY_SCHEMA,
     LIST_SCHEMA,
@@ -27,7 +28,9 @@ from etl.schema import (  # noqa: F401 - re-exported: the transform's vocabulary
 )
 from etl.symbols import MARKETS, TICKER_RE
 
-DAILY_FIELDS = ["ticker", "date", "open", "high", "low", "close", "volume"]
+DAILY_TEXTS = ["ticker", "date"]
+DAILY_NUMBERS = ["open", "high", "low", "close", "volume"]
+DAILY_FIELDS = DAILY_TEXTS + DAILY_NUMBERS
 LIST_FIELDS = ["ticker", "name", "is_active", "exchange_code", "country_code", "currency_code"]
 FIELDS = {"list": LIST_FIELDS, "daily": DAILY_FIELDS, "latest": DAILY_FIELDS}
 
@@ -43,6 +46,8 @@ _NUMBER_VALUE = r'(\w"\s*:\s*)(-?[0-9][0-9.eE+-]*)'
 # to 4 places later is exact (see _decimal), and the cast itself rounds nothing.
 _FRACTION = 10
 _TRUNCATE = rf"^(-?[0-9]*\.[0-9]{{{_FRACTION}}})[0-9]+"
+# What _decimal makes of number text, and what decode.records reads numbers into.
+DECODED = pl.Decimal(38, _FRACTION)
 
 
 # A run of 16 or more digits and points: a number with more significant
@@ -94,7 +99,7 @@ def _decimal(text: pl.Expr) -> pl.Expr:
     value across a rounding boundary of 4 places.
     """
     cut = text.str.strip_chars().str.replace(_TRUNCATE, "${1}")
-    return cut.cast(pl.Decimal(38, _FRACTION), strict=False)
+    return cut.cast(DECODED, strict=False)
 
 
 def envelope_dtype(fields: list[str]) -> pl.Struct:
@@ -221,13 +226,34 @@ def list_rows(raw: pl.DataFrame) -> Result:
 # -- daily prices -------------------------------------------------------------
 
 
-def daily_rows(raw: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Result:
+def daily_rows(raw: pl.DataFrame, plan: pl.DataFrame, end_date: date, arrow: bool = True) -> Result:
     """API daily answers (/daily and /daily/latest) -> stock_daily_data rows, and rejects.
 
     ``plan`` (PLAN_SCHEMA) names the symbols wanted: rows of /daily/latest for
     other symbols are not this run's business and are dropped without a reject.
+
+    With ``arrow`` the answers are first read by pyarrow (``decode.records``),
+    numbers straight into decimals. Where it declines, or where any row is
+    rejected (a reject carries its record as the text path decoded it), the
+    text path decodes them instead: the result is the same either way.
     """
-    rows = explode_bodies(raw.filter(pl.col("endpoint").is_in(["daily", "latest"])), DAILY_FIELDS)
+    answers = raw.filter(pl.col("endpoint").is_in(["daily", "latest"]))
+    if arrow:
+        records = decode.records(answers, DAILY_TEXTS, DAILY_NUMBERS, DECODED)
+        if records is not None:
+            result = _daily_rows(records, plan, end_date)
+            if result.rejects.is_empty():
+                return result
+    return _daily_rows(explode_bodies(answers, DAILY_FIELDS), plan, end_date)
+
+
+def _daily_rows(rows: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Result:
+    """``daily_rows`` from the records of the answers, numbers as text or decoded."""
+
+    def number(field: str) -> pl.Expr:
+        text = rows.schema[field] == pl.String
+        return _decimal(pl.col(field)) if text else pl.col(field)
+
     market = pl.col("exchange").replace_strict(MARKETS, return_dtype=pl.String)
     ticker = pl.col("ticker").str.strip_chars()
     rows = rows.with_columns(
@@ -235,10 +261,10 @@ def daily_rows(raw: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Result:
         market.alias("market_code"),
         pl.col("date").str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias("d"),
         *[
-            round_half_up(_decimal(pl.col(f)), PRICE).alias(f"{f}_n")
+            round_half_up(number(f), PRICE).alias(f"{f}_n")
             for f in ("open", "high", "low", "close")
         ],
-        _decimal(pl.col("volume")).alias("volume_d"),
+        number("volume").alias("volume_d"),
     ).with_columns(
         (pl.col("market_code") + "." + pl.col("tk")).alias("symbol"),
         # close × volume as turnover will store it (Decimal(38,4) holds any product
