@@ -5,7 +5,9 @@
 
 Measures the two places every answer is decoded: the client's check of each
 answer as it arrives (``api._envelope``) and the transform of a batch
-(``transform.daily_rows``). Prints the best wall and CPU seconds of 3 runs.
+(``transform.daily_rows``), by way of pyarrow and by the text path alone, on
+the whole batch and in the slices normalize cuts a part into. Prints the best
+wall and CPU seconds of 3 runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 
 from etl import api, transform
+from etl.normalize import slices
 from etl.snapshot import RAW_SCHEMA
 
 ANSWERS, PER_ANSWER = 400, 2500
@@ -94,7 +97,18 @@ def main() -> None:
     print(f"{ANSWERS * PER_ANSWER:,} rows in {ANSWERS} answers, {mb:.0f} MB of JSON")
     bodies = raw["body"].to_list()
     best("check every answer as it arrives", lambda: [api._envelope(b, "daily") for b in bodies])
-    best("transform (daily_rows)", lambda: transform.daily_rows(raw, plan, date(2030, 1, 1)))
+    end = date(2030, 1, 1)
+    best("transform (daily_rows)", lambda: transform.daily_rows(raw, plan, end))
+    best("transform, text path alone", lambda: transform.daily_rows(raw, plan, end, arrow=False))
+    cut = slices(raw)
+    best(
+        f"transform in {len(cut)} slices (as normalize)",
+        lambda: [transform.daily_rows(s, plan, end) for s in cut],
+    )
+    best(
+        f"transform in {len(cut)} slices, text path alone",
+        lambda: [transform.daily_rows(s, plan, end, arrow=False) for s in cut],
+    )
 
 
 if __name__ == "__main__":
