@@ -176,18 +176,22 @@ def test_answers_pyarrow_declines_take_the_text_path(row):
 
 
 @pytest.mark.parametrize(
-    "body",
-    ['{"data":[]}\n', '{"data":[]}{"data":[]}', "", "[1]", '{"data":{}}'],
-    ids=["line break", "two objects", "empty", "not an object", "data not a list"],
+    "bodies",
+    [
+        ['{"data":[]}\n'],
+        ['{"data":[]}{"data":[]}'],
+        [""],
+        ["[1]"],
+        ['{"data":{}}'],
+        ['{"data":[]}{"data":[]}', ""],  # one line too many, one too few
+    ],
+    ids=["line break", "two objects", "empty", "not an object", "data not a list", "both"],
 )
-def test_answers_that_are_not_one_envelope_never_shift_the_others(body):
+def test_answers_that_are_not_one_envelope_never_shift_the_others(bodies):
     """Line i of pyarrow's input must be answer i: an answer that is not exactly
     one JSON value makes it decline, whatever the text path then does with it."""
-    raw = frame(
-        answer(good(2)),
-        answer(body, ticker="510300"),
-        answer(good(2, "159915"), None, "latest", "XSHE"),
-    )
+    odd = [answer(b, ticker="510300") for b in bodies]
+    raw = frame(answer(good(2)), *odd, answer(good(2, "159915"), None, "latest", "XSHE"))
     assert read(raw) is None
 
 
