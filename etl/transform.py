@@ -4,7 +4,9 @@ No I/O here. Every field of an API row is first decoded as text, so prices keep
 the decimals the API sent (never a trip through float), then cast to the exact
 column types of ``stock_info`` / ``stock_daily_data`` (gotchas.md: COPY sends
 Arrow types as they are). Rows that fail a check leave with a reason, as
-rejects; they never reach a table.
+rejects; they never reach a table. Daily answers are first offered to pyarrow
+(``etl/decode.py``), which reads numbers from their digits into the same
+decimals the text gives; the text path takes whatever it declines.
 """
 
 from __future__ import annotations
