@@ -19,7 +19,7 @@ from etlfixtures import TOKEN
 ROOT = Path(__file__).resolve().parent.parent
 CRON = ROOT / "scripts" / "cron-sync-etf.sh"
 CHINA = timezone(timedelta(hours=8))
-BENCH_KEYS = ["1a", "1e", "1b", "1c", "1d", "1f", "2a", "2b", "2c", "2d", "3a", "3b", "3c", "4a",
+BENCH_KEYS = ["1a", "1e", "1b", "1c", "1d", "1f", "7a", "7b", "2a", "2b", "2c", "2d", "3a", "3b", "3c", "4a",
               "4b", "5a", "5b", "6a", "6b"]  # fmt: skip
 
 
@@ -156,3 +156,4 @@ def test_bench_prints_every_figure_on_a_small_universe(tmp_path):
     assert report["machine"]["postgresql"]
     by_key = {f["key"]: f for f in report["figures"]}
     assert by_key["1a"]["value"] > 0 and by_key["3b"]["value"] == 0
+    assert by_key["7a"]["target"] == "< 5 s" and 0 < by_key["7b"]["value"] < by_key["7a"]["value"]
