@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from etl.schema import PRICE
+from etl.schema import PRICE, RATIO
 
 # open / previous close outside [FLOOR, CEILING] cannot be a day's trading:
 # the widest limit is ±20%, and a limit price is rounded to the tick.
@@ -28,7 +28,6 @@ SNAP_TOLERANCE = 0.03
 # Round ratios funds announce. Reciprocals only where they are exact decimals,
 # so the cumulative factor stays exact NUMERIC.
 ROUND_RATIOS = (*range(2, 11), 0.5, 0.25, 0.2, 0.1, 0.05)
-RATIO = pl.Decimal(18, 4)  # an estimate: four decimals, as funds announce them
 
 
 def estimated_ratio(prev_close: pl.Expr, open_price: pl.Expr) -> pl.Expr:
@@ -44,11 +43,13 @@ def estimated_ratio(prev_close: pl.Expr, open_price: pl.Expr) -> pl.Expr:
             .otherwise(snapped)
         )
     outside = (jump < JUMP_FLOOR) | (jump > JUMP_CEILING)
-    return (
+    ratio = (
         pl.when(outside & (prev > 0) & (open_price.cast(pl.Float64) > 0))
         .then(pl.coalesce(snapped, estimate.round(4)))
         .cast(RATIO, strict=False)
     )
+    # A jump of 20,000 times and more rounds to a ratio of 0: no fund does that.
+    return pl.when(ratio > 0).then(ratio)
 
 
 def adjusted_prev_close(prev_close: pl.Expr, ratio: pl.Expr) -> pl.Expr:

@@ -1,9 +1,11 @@
 """Every frame schema of the tool, in one place: what each stage writes and reads.
 
 - ``RAW_SCHEMA``: extract's raw parts, one row per API answer (``kind=*/``).
-- ``DAILY_SCHEMA``: normalize's typed parts (``typed/``), exactly the column
-  types of ``stock_daily_data`` that load COPYs (gotchas.md: COPY sends Arrow
-  types as they are, so these must match the table).
+- ``DAILY_SCHEMA``: exactly the column types of ``stock_daily_data`` that load
+  COPYs (gotchas.md: COPY sends Arrow types as they are, so these must match
+  the table).
+- ``TYPED_SCHEMA``: normalize's typed parts (``typed/``): ``DAILY_SCHEMA`` and
+  ``action_ratio``, a share split detected on the row's day.
 - ``LIST_SCHEMA``: the columns of ``stock_info`` the ETF lists own.
 - ``PLAN_SCHEMA``: ``plan.parquet``, the per-symbol context of a price run.
 - ``REJECT_SCHEMA``: ``rejects/``, rows refused with a reason.
@@ -35,6 +37,13 @@ DAILY_SCHEMA: dict[str, pl.DataType] = {
     "market_code": pl.String(),
 }
 VALUE_COLUMNS = [c for c in DAILY_SCHEMA if c not in ("trade_date", "symbol")]
+
+# New shares per old share, as etl/corporate.py estimates it (four decimals).
+RATIO = pl.Decimal(18, 4)
+# normalize's typed parts: the table's columns, then what load needs beside them.
+# action_ratio is the estimated ratio of a share split on the row's day (the
+# row is an ex-date), else null; parts written before it existed lack it.
+TYPED_SCHEMA: dict[str, pl.DataType] = {**DAILY_SCHEMA, "action_ratio": RATIO}
 
 # The ETF-list columns of stock_info this tool owns.
 LIST_SCHEMA: dict[str, pl.DataType] = {

@@ -17,6 +17,7 @@ from datetime import date
 import polars as pl
 
 from etl import decode
+from etl.corporate import adjusted_prev_close, estimated_ratio
 from etl.schema import (  # noqa: F401 - re-exported: the transform's vocabulary
     DAILY_SCHEMA,
     LIST_SCHEMA,
@@ -26,6 +27,7 @@ from etl.schema import (  # noqa: F401 - re-exported: the transform's vocabulary
     REJECT_SCHEMA,
     TS,
     TURNOVER,
+    TYPED_SCHEMA,
     VALUE_COLUMNS,
 )
 from etl.symbols import MARKETS, TICKER_RE
@@ -363,7 +365,7 @@ def _daily_rows(rows: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Resul
     )
     derived = _derive(good)
     return Result(
-        derived.select(list(DAILY_SCHEMA)).cast(DAILY_SCHEMA),
+        derived.select(list(TYPED_SCHEMA)).cast(TYPED_SCHEMA),
         rejects,
         int(derived["pct_out_of_range"].sum()),
     )
@@ -371,7 +373,13 @@ def _daily_rows(rows: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Resul
 
 def _derive(rows: pl.DataFrame) -> pl.DataFrame:
     """The derived columns, plus ``pct_out_of_range``: True where the change in
-    percent did not fit NUMERIC(8,4) and price_change_pct is left NULL.
+    percent did not fit NUMERIC(8,4) and price_change_pct is left NULL, and
+    ``action_ratio``: the estimated ratio where the open jumps beyond any daily
+    limit from the previous close (a share split, merge or conversion: see
+    etl/corporate.py), else null.
+
+    On such an ex-date the change refers to the previous close in the new
+    shares, round(previous close / ratio, 4), never to the unadjusted close.
 
     turnover always fits here: daily_rows rejects a row whose turnover would
     not. price_change always fits: both closes are NUMERIC(10,4) and above 0.
@@ -381,17 +389,33 @@ def _derive(rows: pl.DataFrame) -> pl.DataFrame:
         pl.col("close_price").shift(1).over("symbol"),
         pl.when(pl.col("prev_date") < pl.col("trade_date")).then(pl.col("prev_close")),
     )
-    change = pl.col("close_price") - prev
-    pct = change.cast(pl.Decimal(38, 12)) * 100 / prev
-    return rows.with_columns(
-        round_half_up(pl.col("close_price") * pl.col("volume"), TURNOVER).alias("turnover"),
-        change.cast(PRICE, strict=False).alias("price_change"),
-        pl.when(prev > 0).then(round_half_up(pct, PCT)).alias("price_change_pct"),
-        pl.lit(None, PCT).alias("premium_rate"),
-    ).with_columns(
-        ((pl.col("price_change_pct").is_null() & (prev > 0)).fill_null(False)).alias(
-            "pct_out_of_range"
+    rows = rows.with_columns(prev.alias("_prev")).with_columns(
+        estimated_ratio(pl.col("_prev"), pl.col("open_price")).alias("action_ratio")
+    )
+    base = (
+        pl.when(pl.col("action_ratio").is_null())
+        .then(pl.col("_prev"))
+        .otherwise(adjusted_prev_close(pl.col("_prev"), pl.col("action_ratio")))
+    )
+    change = pl.col("close_price") - pl.col("_base")
+    # Divides by null rather than 0 (a close divided by a huge ratio rounds to 0.0000):
+    # polars evaluates both branches of a when.
+    divisor = pl.when(pl.col("_base") > 0).then(pl.col("_base"))
+    pct = change.cast(pl.Decimal(38, 12)) * 100 / divisor
+    return (
+        rows.with_columns(base.alias("_base"))
+        .with_columns(
+            round_half_up(pl.col("close_price") * pl.col("volume"), TURNOVER).alias("turnover"),
+            change.cast(PRICE, strict=False).alias("price_change"),
+            pl.when(pl.col("_base") > 0).then(round_half_up(pct, PCT)).alias("price_change_pct"),
+            pl.lit(None, PCT).alias("premium_rate"),
         )
+        .with_columns(
+            ((pl.col("price_change_pct").is_null() & (pl.col("_base") > 0)).fill_null(False)).alias(
+                "pct_out_of_range"
+            )
+        )
+        .drop("_prev", "_base")
     )
 
 

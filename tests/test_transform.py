@@ -86,7 +86,9 @@ END = date(2024, 12, 31)
 
 def test_types_match_the_table_exactly():
     result = T.daily_rows(raw("XSHG", [day("2024-01-02", 2.345)]), PLAN, END)
-    assert result.rows.schema == pl.Schema(T.DAILY_SCHEMA)
+    assert result.rows.schema == pl.Schema(T.TYPED_SCHEMA)
+    assert list(T.TYPED_SCHEMA)[: len(T.DAILY_SCHEMA)] == list(T.DAILY_SCHEMA)
+    assert result.rows["action_ratio"].to_list() == [None]  # no jump from 2.3
     row = result.rows.row(0, named=True)
     assert row["trade_date"] == datetime(2024, 1, 2)  # naive midnight, not shifted
     assert row["close_price"] == Decimal("2.3450")
@@ -122,6 +124,28 @@ def test_first_row_without_stored_history_has_no_change():
     out = T.daily_rows(raw("XSHG", [day("2024-01-02", 2.0), day("2024-01-03", 2.2)]), p, END).rows
     assert out["price_change"].to_list() == [None, Decimal("0.2000")]
     assert out["price_change_pct"].to_list() == [None, Decimal("10.0000")]
+
+
+def test_an_ex_date_is_detected_and_its_change_refers_to_the_adjusted_close():
+    p = plan(("SH.510050", None, None, False))
+    rows = [
+        day("2024-01-02", "2.345"),
+        day("2024-01-03", "1.180", open_="1.170", high="1.19", low="1.16"),  # 2-for-1 split
+        day("2024-01-04", "1.190"),
+        day("2024-01-05", "0.3120", open_="0.3117", high="0.313", low="0.311"),  # 1:3.8165
+        day("2024-01-08", "0.3740"),  # +19.9%: a limit move, no action
+    ]
+    out = T.daily_rows(raw("XSHG", rows), p, END).rows
+    assert out["action_ratio"].to_list() == [None, Decimal(2), None, Decimal("3.8178"), None]
+    # 2.345 / 2 = 1.1725 -> 1.1725; 1.19 / 3.8178 = 0.311698... -> 0.3117.
+    assert out["price_change"].to_list() == [
+        None,
+        Decimal("0.0075"),
+        Decimal("0.0100"),
+        Decimal("0.0003"),
+        Decimal("0.0620"),
+    ]
+    assert out["price_change_pct"][1] == Decimal("0.6397")  # 0.0075 * 100 / 1.1725
 
 
 @pytest.mark.parametrize(
