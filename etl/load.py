@@ -5,6 +5,11 @@ window, matched by trading day (a row some other writer stored at 16:00 of the
 day before is the same day as ours at midnight), then COPYed into the table
 with the bookkeeping in the same transaction. A part is committed whole or not
 at all.
+
+A part's rows on an ex-date (a share split normalize detected: ``action_ratio``)
+are recorded in etl_corporate_actions in the same transaction; where an official
+ratio was recorded before, the ex-date row's change is recomputed from it. A
+part without such a row costs nothing more.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import polars as pl
 
 from etl.db import Database
 from etl.errors import DatabaseError
+from etl.schema import RATIO
 from etl.sqlfiles import query
 from etl.transform import DAILY_SCHEMA, LIST_SCHEMA, PRICE, TS, anti_join
 
@@ -53,6 +59,21 @@ def etf_context(db: Database, before: datetime | None) -> pl.DataFrame:
     return frame.with_columns(
         pl.col("prev_date").cast(TS),
         pl.col("prev_close").cast(PRICE),
+    )
+
+
+def detected_actions(rows: pl.DataFrame) -> pl.DataFrame | None:
+    """(symbol, ex_date, ratio) of the rows normalize found a share split on, or None
+    when there are none (or the part predates ``action_ratio``): a null count, no scan."""
+    if "action_ratio" not in rows.columns:
+        return None
+    ratio = rows["action_ratio"]
+    if ratio.null_count() == ratio.len():
+        return None
+    return rows.filter(pl.col("action_ratio").is_not_null()).select(
+        pl.col("symbol").cast(pl.String),
+        pl.col("trade_date").cast(pl.Date).alias("ex_date"),
+        pl.col("action_ratio").cast(RATIO).alias("ratio"),
     )
 
 
@@ -131,6 +152,7 @@ class Loader:
         counts = DailyCounts()
         if rows.is_empty():
             return counts
+        actions = detected_actions(rows)
         frame = rows.select(list(DAILY_SCHEMA)).cast(DAILY_SCHEMA)
         sync = frame.group_by("symbol").agg(
             pl.col("trade_date").min().alias("min_date"),
@@ -151,7 +173,7 @@ class Loader:
                     frame.with_columns(created_at=now, updated_at=now).to_arrow(),
                     mode="append",
                 )
-                self._finish_daily(cur, sync)
+                self._finish_daily(cur, sync, actions)
                 counts.inserted = frame.height
                 return counts
             except Exception as exc:
@@ -168,13 +190,17 @@ class Loader:
                 counts.updated = max(cur.rowcount, 0)
             cur.execute(query("daily_insert"))
             counts.inserted = max(cur.rowcount, 0)
-            self._finish_daily(cur, sync)
+            self._finish_daily(cur, sync, actions)
         except Exception as exc:
             raise self._fail(f"loading {frame.height} daily rows", exc) from None
         return counts
 
-    def _finish_daily(self, cur, sync: pl.DataFrame) -> None:  # noqa: ANN001
+    def _finish_daily(self, cur, sync: pl.DataFrame, actions: pl.DataFrame | None) -> None:  # noqa: ANN001
         """Bookkeeping for the batch's symbols, then the one commit of the batch."""
+        if actions is not None:
+            cur.adbc_ingest("etl_stage_actions", actions.to_arrow(), mode="replace", temporary=True)
+            cur.execute(query("corporate_record"))
+            cur.execute(query("corporate_apply"))
         cur.adbc_ingest("etl_stage_sync", sync.to_arrow(), mode="replace", temporary=True)
         cur.execute(query("daily_rechain"))  # before sync_dates: it reads the old watermark
         cur.execute(query("sync_dates"))

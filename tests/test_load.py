@@ -119,6 +119,11 @@ def test_columns_are_matched_by_name_not_position(db):
         "CREATE TABLE stock_info (symbol VARCHAR(20) PRIMARY KEY, last_sync_date TIMESTAMP, "
         "first_fetch_time TIMESTAMP, updated_at TIMESTAMP NOT NULL)"
     )
+    # The tool's own table of share splits: load reads it for the change on an ex-date.
+    db.execute(
+        "CREATE TABLE etl_corporate_actions (symbol VARCHAR(20), ex_date DATE, ratio NUMERIC, "
+        "PRIMARY KEY (symbol, ex_date))"
+    )
     loader = Loader(db)
     try:
         assert loader.load_daily(rows(2)).inserted == 1

@@ -15,12 +15,18 @@ from etl.queries import etf_counts
 
 
 def changes_follow_the_previous_stored_day(db: Database) -> None:
-    """price_change and price_change_pct of every row against the row before it."""
+    """price_change and price_change_pct of every row against the row before it: its
+    close, or on the ex-date of a share split that close in new shares, round(close /
+    ratio, 4)."""
     rows = db.fetch(
-        "SELECT symbol, trade_date::text, price_change::text, price_change_pct::text, "
-        "(close_price - lag(close_price) OVER w)::text, "
-        "round((close_price - lag(close_price) OVER w) * 100 / lag(close_price) OVER w, 4)::text "
-        "FROM stock_daily_data WINDOW w AS (PARTITION BY symbol ORDER BY trade_date)"
+        "SELECT symbol, day, price_change::text, price_change_pct::text, "
+        "(close_price - prev)::text, round((close_price - prev) * 100 / prev, 4)::text FROM ("
+        "  SELECT d.symbol, d.trade_date::text AS day, d.close_price, d.price_change, "
+        "  d.price_change_pct, CASE WHEN a.ratio IS NULL THEN lag(d.close_price) OVER w "
+        "  ELSE round(lag(d.close_price) OVER w / a.ratio, 4) END AS prev "
+        "  FROM stock_daily_data AS d LEFT JOIN etl_corporate_actions AS a "
+        "  ON a.symbol = d.symbol AND a.ex_date = (d.trade_date + interval '8 hours')::date "
+        "  WINDOW w AS (PARTITION BY d.symbol ORDER BY d.trade_date)) AS r"
     )
     wrong = [r for r in rows if r[4] is not None and (r[2], r[3]) != (r[4], r[5])]
     assert wrong == []

@@ -75,12 +75,22 @@ def test_every_stored_row_equals_its_source_row(etl, db, universe):
             Decimal("0.01"), rounding="ROUND_HALF_UP"
         )
         assert (name, market, premium) == (names[symbol], symbol[:2], None)
-    # price_change chains through each symbol's history.
+    # price_change chains through each symbol's history; on the ex-date of a share
+    # split (the test API has three) against the previous close in new shares.
     changes = db.read(
-        "SELECT symbol, close_price, price_change, lag(close_price) OVER w AS prev FROM stock_daily_data "
-        "WINDOW w AS (PARTITION BY symbol ORDER BY trade_date)"
+        "SELECT d.symbol, d.close_price, d.price_change, a.ratio, "
+        "lag(d.close_price) OVER w AS prev FROM stock_daily_data AS d "
+        "LEFT JOIN etl_corporate_actions AS a "
+        "ON a.symbol = d.symbol AND a.ex_date = (d.trade_date + interval '8 hours')::date "
+        "WINDOW w AS (PARTITION BY d.symbol ORDER BY d.trade_date)"
     ).filter(pl.col("prev").is_not_null())
-    assert (changes["close_price"] - changes["prev"] == changes["price_change"]).all()
+    plain = changes.filter(pl.col("ratio").is_null())
+    assert (plain["close_price"] - plain["prev"] == plain["price_change"]).all()
+    ex_dates = changes.filter(pl.col("ratio").is_not_null())
+    assert ex_dates.height == 3
+    for row in ex_dates.iter_rows(named=True):
+        base = (row["prev"] / row["ratio"]).quantize(Decimal("0.0001"), rounding="ROUND_HALF_UP")
+        assert row["price_change"] == row["close_price"] - base, row
     last = db.fetch(
         "SELECT count(*) FROM stock_info i WHERE is_etf = 'Y' AND "
         "last_sync_date = (SELECT max(trade_date) FROM stock_daily_data d WHERE d.symbol = i.symbol)"

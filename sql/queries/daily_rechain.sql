@@ -5,7 +5,9 @@
 -- longer matches: a change left empty by another writer stays empty.
 -- etl_stage_sync holds the batch's symbols with their first and latest trade
 -- date; it runs before sync_dates moves the watermark. Rows of this transaction
--- are the ones whose created_at is the transaction's LOCALTIMESTAMP.
+-- are the ones whose created_at is the transaction's LOCALTIMESTAMP. On an
+-- ex-date (etl_corporate_actions) the previous close is taken in new shares,
+-- round(previous close / ratio, 4), as etl/corporate.py computes it.
 UPDATE stock_daily_data AS t
 SET price_change = x.change,
     price_change_pct = x.pct,
@@ -19,9 +21,13 @@ FROM (
     CROSS JOIN LATERAL (
         SELECT d.symbol, d.trade_date, d.close_price, d.price_change, d.price_change_pct,
                d.created_at,
-               lag(d.close_price) OVER (ORDER BY d.trade_date) AS prev,
+               CASE WHEN a.ratio IS NULL THEN lag(d.close_price) OVER (ORDER BY d.trade_date)
+                    ELSE round(lag(d.close_price) OVER (ORDER BY d.trade_date) / a.ratio, 4)
+               END AS prev,
                lag(d.created_at) OVER (ORDER BY d.trade_date) AS prev_created
         FROM stock_daily_data AS d
+        LEFT JOIN etl_corporate_actions AS a
+               ON a.symbol = d.symbol AND a.ex_date = (d.trade_date + interval '8 hours')::date
         WHERE d.symbol = s.symbol
           AND d.trade_date >= s.min_date - interval '8 hours'
     ) AS w
