@@ -802,6 +802,80 @@ def export_cmd(ctx: Ctx, directory: Path, full: bool, data_dir: Path | None) -> 
     )
 
 
+def _symbol_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_symbol(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _ratio_arg(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    try:
+        return pipeline.check_ratio(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command("record-action")
+@click.argument("symbol", callback=_symbol_arg)
+@click.argument("ex_date", metavar="EX_DATE", type=click.DateTime(["%Y-%m-%d"]))
+@click.argument("ratio", callback=_ratio_arg)
+@click.option("--note", help="Where the ratio comes from, e.g. the announcement's title and date.")
+@click.option(
+    "--wait", is_flag=True, help="Wait for a running sync to finish instead of exiting with 4."
+)
+@_WAIT_TIMEOUT
+@_data_dir_option
+@_global_options
+@click.pass_obj
+def record_action(
+    ctx: Ctx,
+    symbol: str,
+    ex_date: datetime,
+    ratio: Any,
+    note: str | None,
+    wait: bool,
+    wait_timeout: float | None,
+    data_dir: Path | None,
+) -> None:
+    """Record the official ratio of a share split, merge or conversion (份额拆分/折算).
+
+    RATIO is new shares per old share, from the fund's announcement: 2 for a
+    2-for-1 split, 0.1 for a 10-to-1 merge, 3.8165 for a 1:3.8165 conversion.
+    EX_DATE is the first trading day at the new price; the ETF's row of that day
+    must be stored. The ratio replaces the one a sync detected from the prices
+    (kept as detected_ratio), or is inserted; that row's price_change and
+    price_change_pct are recomputed from it, and etf_daily_adjusted follows.
+    Takes the sync lock, as a sync does.
+
+    Example: etl record-action SH.510300 2024-03-11 3.8165 --note "conversion announced 2024-03-05"
+    """
+    settings = _settings(data_dir=data_dir, wait_timeout=wait_timeout)
+    try:
+        result = pipeline.record_action(settings, symbol, ex_date.date(), ratio, note, wait=wait)
+    except LockHeldError as exc:
+        raise Locked(str(exc)) from None
+    except EtlError as exc:
+        raise Fatal(str(exc)) from None
+    if ctx.as_json:
+        click.echo(jsonout.dumps({"status": "ok", **result.as_dict()}))
+        return
+    was = (
+        f"was {result.previous_ratio} ({result.previous_source})"
+        if result.previous_ratio is not None
+        else "none recorded before"
+    )
+    click.echo(f"{result.symbol} {result.ex_date}: ratio {result.ratio} (official), {was}")
+    for name, (before, after) in (
+        ("price_change", result.price_change),
+        ("price_change_pct", result.price_change_pct),
+    ):
+        if before == after:
+            click.echo(f"  {name}: {after} (unchanged)")
+        else:
+            click.echo(f"  {name}: {before} -> {after}")
+
+
 @cli.command()
 @click.option("--keep-days", type=click.IntRange(0), help="Keep snapshots younger than N days.")
 @click.option("--keep", type=click.IntRange(0), help="Keep the N newest snapshots.")

@@ -1,0 +1,30 @@
+-- The change of the stored row on an ex-date ($1 symbol, $2 ex-date) from the
+-- ratio in etl_corporate_actions, as etl/corporate.py defines it: against the
+-- previous stored close in new shares, round(previous close / ratio, 4). A row
+-- with no stored row before it keeps its values. Returns the values it holds.
+UPDATE stock_daily_data AS t
+SET price_change = x.change,
+    price_change_pct = x.pct,
+    updated_at = LOCALTIMESTAMP
+FROM (
+    SELECT d.symbol, d.trade_date, d.close_price - p.base AS change,
+           CASE WHEN p.base > 0
+                 AND abs(round((d.close_price - p.base) * 100 / p.base, 4)) < 10000
+                THEN round((d.close_price - p.base) * 100 / p.base, 4) END AS pct
+    FROM etl_corporate_actions AS a
+    JOIN stock_daily_data AS d
+      ON d.symbol = a.symbol
+     AND d.trade_date >= a.ex_date - interval '8 hours'
+     AND d.trade_date < a.ex_date + interval '16 hours'
+    CROSS JOIN LATERAL (
+        SELECT round(q.close_price / a.ratio, 4) AS base
+        FROM stock_daily_data AS q
+        WHERE q.symbol = d.symbol AND q.trade_date < d.trade_date
+        ORDER BY q.trade_date DESC
+        LIMIT 1
+    ) AS p
+    WHERE a.symbol = $1 AND a.ex_date = $2::date
+) AS x
+WHERE t.symbol = x.symbol
+  AND t.trade_date = x.trade_date
+  AND (t.price_change, t.price_change_pct) IS DISTINCT FROM (x.change, x.pct)
