@@ -17,13 +17,14 @@ from datetime import date
 import polars as pl
 
 from etl import decode
-from etl.corporate import adjusted_prev_close, estimated_ratio
+from etl.corporate import JUMP_CEILING, JUMP_FLOOR, adjusted_prev_close, estimated_ratio
 from etl.schema import (  # noqa: F401 - re-exported: the transform's vocabulary
     DAILY_SCHEMA,
     LIST_SCHEMA,
     PCT,
     PLAN_SCHEMA,
     PRICE,
+    RATIO,
     REJECT_SCHEMA,
     TS,
     TURNOVER,
@@ -389,22 +390,14 @@ def _derive(rows: pl.DataFrame) -> pl.DataFrame:
         pl.col("close_price").shift(1).over("symbol"),
         pl.when(pl.col("prev_date") < pl.col("trade_date")).then(pl.col("prev_close")),
     )
-    rows = rows.with_columns(prev.alias("_prev")).with_columns(
-        estimated_ratio(pl.col("_prev"), pl.col("open_price")).alias("action_ratio")
-    )
-    base = (
-        pl.when(pl.col("action_ratio").is_null())
-        .then(pl.col("_prev"))
-        .otherwise(adjusted_prev_close(pl.col("_prev"), pl.col("action_ratio")))
-    )
+    rows = _with_actions(rows.with_columns(prev.alias("_prev")))
     change = pl.col("close_price") - pl.col("_base")
     # Divides by null rather than 0 (a close divided by a huge ratio rounds to 0.0000):
     # polars evaluates both branches of a when.
     divisor = pl.when(pl.col("_base") > 0).then(pl.col("_base"))
     pct = change.cast(pl.Decimal(38, 12)) * 100 / divisor
     return (
-        rows.with_columns(base.alias("_base"))
-        .with_columns(
+        rows.with_columns(
             round_half_up(pl.col("close_price") * pl.col("volume"), TURNOVER).alias("turnover"),
             change.cast(PRICE, strict=False).alias("price_change"),
             pl.when(pl.col("_base") > 0).then(round_half_up(pct, PCT)).alias("price_change_pct"),
@@ -417,6 +410,35 @@ def _derive(rows: pl.DataFrame) -> pl.DataFrame:
         )
         .drop("_prev", "_base")
     )
+
+
+def _with_actions(rows: pl.DataFrame) -> pl.DataFrame:
+    """``action_ratio`` (etl/corporate.py: the estimated ratio where the open jumps
+    beyond any daily limit from ``_prev``, else null) and ``_base``, the close the
+    change refers to: ``_prev``, or on an ex-date ``_prev`` in new shares.
+
+    A cheap test on every row picks the few candidates; only those pay for the
+    estimate (polars would evaluate it on every row of a when/then: four times the
+    whole derive).
+    """
+    jump = pl.col("open_price").cast(pl.Float64) / pl.col("_prev").cast(pl.Float64)
+    candidates = rows.select(
+        ((jump < JUMP_FLOOR) | (jump > JUMP_CEILING)).fill_null(False).arg_true()
+    ).to_series()
+    ratio = pl.repeat(None, rows.height, dtype=RATIO, eager=True)
+    base = rows["_prev"]
+    if candidates.len():
+        some = rows[candidates].select(
+            estimated_ratio(pl.col("_prev"), pl.col("open_price")).alias("r"), "_prev"
+        )
+        adjusted = some.select(
+            pl.when(pl.col("r").is_null())
+            .then(pl.col("_prev"))
+            .otherwise(adjusted_prev_close(pl.col("_prev"), pl.col("r")))
+        ).to_series()
+        ratio = ratio.scatter(candidates, some["r"])
+        base = base.clone().scatter(candidates, adjusted)
+    return rows.with_columns(ratio.alias("action_ratio"), base.alias("_base"))
 
 
 def with_changes(rows: pl.DataFrame) -> pl.DataFrame:
