@@ -86,7 +86,7 @@ def both(raw: pl.DataFrame) -> tuple[T.Result, T.Result]:
 
 
 def same(fast: T.Result, text: T.Result) -> tuple[T.Result, T.Result]:
-    assert fast.rows.schema == text.rows.schema == pl.Schema(T.DAILY_SCHEMA)
+    assert fast.rows.schema == text.rows.schema == pl.Schema(T.TYPED_SCHEMA)
     assert parquet(fast.rows) == parquet(text.rows)
     assert parquet(fast.rejects) == parquet(text.rejects)
     assert fast.pct_out_of_range == text.pct_out_of_range
