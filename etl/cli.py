@@ -374,14 +374,13 @@ def _exchanges(exchanges: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(e.upper() for e in exchanges)) or tuple(MARKETS)
 
 
-def _run(ctx: Ctx, settings: Settings, call: Callable[[Progress], pipeline.RunResult]) -> None:
-    """Run one library call (etl.pipeline) with a progress bar; print its summary
-    and exit with its code, or turn its error into the CLI's."""
+def _call(ctx: Ctx, call: Callable[[Progress], pipeline.RunResult]) -> dict[str, Any]:
+    """Run one library call (etl.pipeline) with a progress bar and return its
+    summary, or print what failed and exit with the CLI's code."""
     bar = ProgressBar(enabled=not ctx.quiet and not ctx.as_json)
     try:
-        summary = call(bar.update).summary
+        return call(bar.update).summary
     except LockHeldError as exc:
-        bar.close()
         raise Locked(str(exc)) from None
     except RunFailed as exc:
         bar.close()
@@ -389,9 +388,14 @@ def _run(ctx: Ctx, settings: Settings, call: Callable[[Progress], pipeline.RunRe
         click.echo(f"Error: {exc.error}", err=True)
         sys.exit(EXIT_FAILED)
     except EtlError as exc:
-        bar.close()
         raise Fatal(str(exc)) from None
-    bar.close()
+    finally:
+        bar.close()
+
+
+def _run(ctx: Ctx, settings: Settings, call: Callable[[Progress], pipeline.RunResult]) -> None:
+    """Run one library call, print its summary and exit with its code."""
+    summary = _call(ctx, call)
     _apply_retention(settings)
     _print_summary(ctx, summary)
     if summary["status"] == "failed" and summary.get("reasons"):
@@ -606,6 +610,14 @@ SHOWN = 10
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the stored coverage per exchange and month as one HTML file.",
 )
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Fetch the holes and suspect rows again (one range per ETF), then check again.",
+)
+@click.option(
+    "--wait", is_flag=True, help="With --repair: wait for a running sync instead of exiting with 4."
+)
 @_data_dir_option
 @_global_options
 @click.pass_obj
@@ -614,6 +626,8 @@ def check_cmd(
     exchanges: tuple[str, ...],
     symbols: tuple[str, ...],
     picture_path: Path | None,
+    repair: bool,
+    wait: bool,
     data_dir: Path | None,
 ) -> None:
     """Audit the stored ETF history against the exchange calendar.
@@ -626,16 +640,35 @@ def check_cmd(
     etl_check_confirmed are left out. Only reads. Exit 0 when clean, 3 when it
     finds something.
 
+    --repair asks the API again for each ETF's findings in one request, from its
+    first to its last: missing days are inserted, stored rows whose prices differ
+    from the source are corrected, unrecorded splits are recorded, and what the
+    source confirms (a suspension, a row it gives as stored) is noted in
+    etl_check_confirmed. Then the check runs again and its exit code says what is
+    left.
+
     \b
     Example: etl check
     Example: etl check --symbol SH.510050 --json
     Example: etl check --exchange XSHG --picture coverage.html
+    Example: etl check --repair
     """
     try:
         chosen = tuple(check_symbol(s) for s in symbols)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--symbol") from None
     settings = _settings(data_dir=data_dir)
+    repaired: dict[str, Any] | None = None
+    if repair:
+        repaired = _call(
+            ctx,
+            lambda bar: pipeline.repair(
+                settings, _exchanges(exchanges), chosen, wait=wait, progress=bar
+            ),
+        )
+        _apply_retention(settings)
+        if not ctx.as_json:
+            _print_summary(ctx, repaired)
     try:
         report = pipeline.check(settings, _exchanges(exchanges), chosen or None)
     except EtlError as exc:
@@ -649,9 +682,13 @@ def check_cmd(
         out = report.as_dict()
         if picture_path is not None:
             out["picture"] = str(picture_path)
+        if repaired is not None:
+            out["repair"] = repaired
         click.echo(jsonout.dumps(out))
     else:
         click.echo(_check_text(report, picture_path))
+    if repaired is not None and repaired["status"] in ("failed", "interrupted"):
+        sys.exit(exit_code(repaired))
     sys.exit(EXIT_OK if report.clean else EXIT_FINDINGS)
 
 

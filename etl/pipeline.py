@@ -58,6 +58,7 @@ __all__ = [
     "Status",
     "check",
     "record_action",
+    "repair",
     "replay",
     "status",
     "sync",
@@ -171,6 +172,32 @@ def _prices(
         lambda run: job(run, chosen),
         needs_api=True,
         options=_options_of(chosen),
+        wait=wait,
+        progress=progress,
+    )
+    return RunResult.of(summary)
+
+
+def repair(
+    settings: Settings,
+    exchanges: Iterable[str] = tuple(MARKETS),
+    symbols: Iterable[str] = (),
+    *,
+    wait: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Fetch again what ``etl check`` finds missing or suspect, one range per ETF,
+    and record what the source confirms (etl/repair.py). Check again afterwards
+    to see what is left."""
+    from etl import repair as repairs  # imports the check, which only a repair needs here
+
+    chosen, named = tuple(exchanges), tuple(symbols)
+    summary = execute(
+        settings,
+        "check-repair",
+        lambda job: repairs.repair(job, chosen, named),
+        needs_api=True,
+        options={"exchanges": list(chosen), "symbols": list(named), "overwrite": True},
         wait=wait,
         progress=progress,
     )

@@ -201,6 +201,7 @@ _CHANGES = (
     "rows_rejected",
     "symbols_failed",
     "answers_resumed",
+    "findings_confirmed",
 )
 
 
