@@ -14,9 +14,13 @@ definitions; keep the two in step.
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
 import polars as pl
 
 from etl.schema import PRICE, RATIO
+from etl.sqlfiles import query
 
 # open / previous close outside [FLOOR, CEILING] cannot be a day's trading:
 # the widest limit is ±20%, and a limit price is rounded to the tick.
@@ -57,3 +61,11 @@ def adjusted_prev_close(prev_close: pl.Expr, ratio: pl.Expr) -> pl.Expr:
     away from zero (SQL: round(prev_close / ratio, 4))."""
     exact = prev_close.cast(pl.Decimal(38, 12)) / ratio.cast(pl.Decimal(38, 12))
     return exact.round(PRICE.scale, mode="half_away_from_zero").cast(PRICE, strict=False)
+
+
+def recompute(actions: list[tuple[str, date]], cur: Any) -> None:
+    """Recompute the change of the stored row on each (symbol, ex-date) from the
+    ratio recorded for it, on the caller's transaction."""
+    stage = pl.DataFrame(actions, schema={"symbol": pl.String, "ex_date": pl.Date}, orient="row")
+    cur.adbc_ingest("etl_stage_recompute", stage.to_arrow(), mode="replace", temporary=True)
+    cur.execute(query("corporate_recompute"))

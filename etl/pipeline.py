@@ -36,6 +36,7 @@ import polars as pl
 from etl import queries
 from etl import sync as jobs
 from etl.check import CheckReport, audit
+from etl.corporate import recompute
 from etl.db import open_database
 from etl.errors import ConfigError, DatabaseError, EtlError
 from etl.ledger import RunLedger
@@ -329,7 +330,7 @@ def record_action(
                     before = cur.fetchall()
                     _check_target(symbol, ex_date, before)
                     cur.execute(query("corporate_official"), (symbol, day, str(value), note or ""))
-                    cur.execute(query("corporate_recompute"), (symbol, day))
+                    recompute([(symbol, ex_date)], cur)
                     cur.execute(query("corporate_target"), (symbol, day))
                     after = cur.fetchall()
                 ledger.check()  # nothing is committed once the lock is gone

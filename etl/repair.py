@@ -26,11 +26,12 @@ import polars as pl
 
 from etl import transform
 from etl.calendar import trading_days_between
-from etl.check import CheckReport, audit
+from etl.check import CheckReport, CorporateAction, audit
+from etl.corporate import recompute
 from etl.extract import Request
 from etl.normalize import Normalizer
 from etl.plan import Plan
-from etl.schema import PLAN_SCHEMA, PRICE, TS
+from etl.schema import PLAN_SCHEMA, PRICE, RATIO, TS
 from etl.snapshot import read_raw
 from etl.sqlfiles import query
 from etl.stages import PriceTally, Stages
@@ -128,8 +129,10 @@ def repair(job: Job, exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> di
         if stages.error is not None:
             raise _load_failed(job, stages.error)
         job.snapshot.update_manifest(loaded=True)
-        after = audit(job.db, exchanges=exchanges, symbols=symbols)
+    after = audit(job.db, exchanges=exchanges, symbols=symbols) if ranges else before
+    if ranges:
         confirmed = record_confirmed(job, confirmations(after, ranges, answered_days(job)))
+    splits = record_splits(job, after.unrecorded_actions)
     from etl.sync import price_summary
 
     plan = Plan(
@@ -147,6 +150,7 @@ def repair(job: Job, exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> di
             for r in ranges
         ],
         "findings_confirmed": confirmed,
+        "splits_recorded": splits,
     }
 
 
@@ -196,6 +200,31 @@ def confirmations(
         ):
             out.append((row.symbol, row.reason, row.trade_date, row.trade_date))
     return out
+
+
+def record_splits(job: Job, actions: list[CorporateAction]) -> int:
+    """Record share splits the check found in stored rows but nobody recorded (rows
+    others wrote, or stored before splits were detected) as 'detected', and compute
+    the change of their ex-date rows against the adjusted previous close."""
+    if not actions:
+        return 0
+    stage = pl.DataFrame(
+        [(a.symbol, a.ex_date, a.ratio) for a in actions],
+        schema={"symbol": pl.String, "ex_date": pl.Date, "ratio": RATIO},
+        orient="row",
+    )
+    conn = job.db.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.adbc_ingest("etl_stage_actions", stage.to_arrow(), mode="replace", temporary=True)
+            cur.execute(query("corporate_record"))
+            recompute([(a.symbol, a.ex_date) for a in actions], cur)
+        job.loader.before_commit()  # nothing is committed once the lock is gone
+        conn.commit()
+    finally:
+        conn.close()
+    log.info("recorded %d share splits found in stored rows", len(actions))
+    return len(actions)
 
 
 def record_confirmed(job: Job, found: list[tuple[str, str, date, date]]) -> int:

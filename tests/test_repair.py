@@ -16,8 +16,8 @@ START, END = date(2024, 1, 2), date(2024, 3, 29)
 
 @pytest.fixture
 def universe() -> Universe:
-    """Thirty ETFs over one quarter; some are suspended on some days (no row)."""
-    return Universe(n_etfs=30, start=START, end=END, seed=7, actions=())
+    """Thirty ETFs over one quarter, three share splits; some ETFs are suspended on some days."""
+    return Universe(n_etfs=30, start=START, end=END, seed=7)
 
 
 def suspension_holes(universe: Universe) -> dict[str, list[str]]:
@@ -143,3 +143,48 @@ def test_repair_brings_back_deleted_and_damaged_rows_exactly(etl, db, api, unive
     assert etl("check", "--repair").exit_code == 0
     assert api.request_count("daily") == 0
     assert checksums(db) == reference
+
+
+def test_repair_records_a_split_found_in_rows_it_did_not_load(etl, db, universe):
+    """Rows stored before splits were detected (or by another writer) carry a change
+    against the unadjusted close; the repair records the split and fixes that day."""
+    assert etl("sync").exit_code == 0
+    assert etl("check", "--repair").exit_code == 0
+    fixed = db.fetch(
+        "SELECT price_change::text, price_change_pct::text FROM stock_daily_data "
+        "WHERE symbol = 'SH.510050' AND trade_date = '2024-01-15'"
+    )
+    db.execute("DELETE FROM etl_corporate_actions")
+    db.execute(
+        "UPDATE stock_daily_data AS t SET price_change = t.close_price - p.close_price, "
+        "price_change_pct = round((t.close_price - p.close_price) * 100 / p.close_price, 4) "
+        "FROM stock_daily_data AS p WHERE t.symbol = 'SH.510050' AND p.symbol = t.symbol "
+        "AND t.trade_date = '2024-01-15' AND p.trade_date = '2024-01-12'"
+    )
+    found = etl("check")
+    assert found.exit_code == 3
+    assert [
+        (a["symbol"], a["ex_date"], a["recorded"]) for a in found.summary["corporate_actions"]
+    ] == [
+        ("SH.510050", "2024-01-15", False),
+        ("SH.510300", "2024-03-11", False),
+        ("SZ.159915", "2024-02-26", False),
+    ]
+    repaired = etl("check", "--repair")
+    assert repaired.exit_code == 0, repaired.stdout
+    assert repaired.summary["repair"]["splits_recorded"] == 3
+    assert repaired.summary["repair"]["requests"] == 0  # nothing to fetch for a split
+    assert db.fetch(
+        "SELECT symbol, ex_date::text, trim_scale(ratio)::text, source FROM etl_corporate_actions "
+        "WHERE ratio IN (2, 0.1) ORDER BY symbol"
+    ) == [
+        ("SH.510050", "2024-01-15", "2", "detected"),
+        ("SZ.159915", "2024-02-26", "0.1", "detected"),
+    ]
+    assert (
+        db.fetch(
+            "SELECT price_change::text, price_change_pct::text FROM stock_daily_data "
+            "WHERE symbol = 'SH.510050' AND trade_date = '2024-01-15'"
+        )
+        == fixed
+    )

@@ -1,7 +1,8 @@
--- The change of the stored row on an ex-date ($1 symbol, $2 ex-date) from the
--- ratio in etl_corporate_actions, as etl/corporate.py defines it: against the
--- previous stored close in new shares, round(previous close / ratio, 4). A row
--- with no stored row before it keeps its values. Returns the values it holds.
+-- The change of the stored row on each ex-date staged in etl_stage_recompute
+-- (symbol, ex_date) from the ratio in etl_corporate_actions, as etl/corporate.py
+-- defines it: against the previous stored close in new shares,
+-- round(previous close / ratio, 4). A row with no stored row before it keeps its
+-- values.
 UPDATE stock_daily_data AS t
 SET price_change = x.change,
     price_change_pct = x.pct,
@@ -11,7 +12,8 @@ FROM (
            CASE WHEN p.base > 0
                  AND abs(round((d.close_price - p.base) * 100 / p.base, 4)) < 10000
                 THEN round((d.close_price - p.base) * 100 / p.base, 4) END AS pct
-    FROM etl_corporate_actions AS a
+    FROM etl_stage_recompute AS s
+    JOIN etl_corporate_actions AS a ON a.symbol = s.symbol AND a.ex_date = s.ex_date
     JOIN stock_daily_data AS d
       ON d.symbol = a.symbol
      AND d.trade_date >= a.ex_date - interval '8 hours'
@@ -23,7 +25,6 @@ FROM (
         ORDER BY q.trade_date DESC
         LIMIT 1
     ) AS p
-    WHERE a.symbol = $1 AND a.ex_date = $2::date
 ) AS x
 WHERE t.symbol = x.symbol
   AND t.trade_date = x.trade_date
