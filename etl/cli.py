@@ -446,6 +446,12 @@ def _print_summary(ctx: Ctx, summary: dict[str, Any]) -> None:
             lines.append(f"    {failure['symbol']}: {failure['reason']}")
         if len(summary.get("failed", [])) > 20:
             lines.append(f"    … and {len(summary['failed']) - 20} more (see --json)")
+    if "repair_ranges" in summary:
+        lines.append(
+            f"  Repair: {len(summary['repair_ranges'])} ETFs asked again, "
+            f"{summary['findings_confirmed']} findings confirmed by the source, "
+            f"{summary['splits_recorded']} splits recorded"
+        )
     for reason in summary.get("reasons", []):
         lines.append(f"  Why {summary['status']}: {reason}")
     for warning in summary.get("warnings", []):
