@@ -19,7 +19,7 @@ from etlfixtures import TOKEN
 ROOT = Path(__file__).resolve().parent.parent
 CRON = ROOT / "scripts" / "cron-sync-etf.sh"
 CHINA = timezone(timedelta(hours=8))
-BENCH_KEYS = ["1a", "1e", "1b", "1c", "1d", "1f", "7a", "7b", "2a", "2b", "2c", "2d", "3a", "3b", "3c", "4a",
+BENCH_KEYS = ["1a", "1e", "1b", "1c", "1d", "1f", "7a", "7b", "7c", "2a", "2b", "2c", "2d", "3a", "3b", "3c", "4a",
               "4b", "5a", "5b", "6a", "6b"]  # fmt: skip
 
 
