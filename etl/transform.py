@@ -50,7 +50,10 @@ _NUMBER_VALUE = r'(\w"\s*:\s*)(-?[0-9][0-9.eE+-]*)'
 # Digits kept after the point when text becomes a number: enough that rounding
 # to 4 places later is exact (see _decimal), and the cast itself rounds nothing.
 _FRACTION = 10
-_TRUNCATE = rf"^(-?[0-9]*\.[0-9]{{{_FRACTION}}})[0-9]+"
+# Only a plain decimal is cut: the digits of a mantissa before an exponent are
+# not decimals of the value (1.23456789012345e14 is a whole number), so such a
+# number is cast whole.
+_TRUNCATE = rf"^(-?[0-9]*\.[0-9]{{{_FRACTION}}})[0-9]+$"
 # What _decimal makes of number text, and what decode.records reads numbers into.
 DECODED = pl.Decimal(38, _FRACTION)
 

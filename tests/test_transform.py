@@ -110,6 +110,24 @@ def test_decimals_are_taken_from_the_text_not_through_float():
     assert row["volume"] == 123456789012
 
 
+@pytest.mark.parametrize("arrow", [True, False])
+def test_a_mantissa_before_an_exponent_is_not_cut_at_ten_decimals(arrow):
+    """1.23456789012345e14 is the whole number 123456789012345: its mantissa's digits
+    past the tenth are not decimals of the value (cutting them stored 123456789010000)."""
+    body = (
+        '{"code":200,"msg":"ok","data":[{"ticker":"510050","date":"2024-01-02","open":1.5e0,'
+        '"high":2.00000000000001e0,"low":1.2e0,"close":1.23456789012345e0,'
+        '"volume":1.23456789012345e14}]}'
+    )
+    frame = raw("XSHG", []).with_columns(pl.lit(body).alias("body"))
+    result = T.daily_rows(frame, PLAN, END, arrow=arrow)
+    assert result.rejects.is_empty()
+    row = result.rows.row(0, named=True)
+    assert row["volume"] == 123456789012345
+    assert row["close_price"] == Decimal("1.2346")
+    assert row["high_price"] == Decimal("2.0000")
+
+
 def test_turnover_and_changes_round_half_away_from_zero():
     rows = [day("2024-01-02", "2.345", volume=1), day("2024-01-03", "2.33", volume=1)]
     out = T.daily_rows(raw("XSHG", rows), PLAN, END).rows
