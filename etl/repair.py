@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
@@ -36,9 +36,7 @@ from etl.snapshot import read_raw
 from etl.sqlfiles import query
 from etl.stages import PriceTally, Stages
 from etl.symbols import EXCHANGES, MARKETS
-
-if TYPE_CHECKING:
-    from etl.sync import Job
+from etl.sync import Job, extract_and_load, price_summary
 
 log = logging.getLogger(__name__)
 
@@ -119,22 +117,11 @@ def repair(job: Job, exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> di
         )
         normalizer = Normalizer(context, max(r.last for r in ranges), job.snapshot)
         stages = Stages(job, normalizer, True, tally)
-        from etl.sync import _extract_prices, _load_failed  # the sync's own extract
-
-        try:
-            _extract_prices(job, [r.request for r in ranges], [], stages, tally, len(ranges))
-        finally:
-            stages.finish()
-        job.snapshot.update_manifest(extract_complete=True)
-        if stages.error is not None:
-            raise _load_failed(job, stages.error)
-        job.snapshot.update_manifest(loaded=True)
+        extract_and_load(job, [r.request for r in ranges], [], stages, tally, len(ranges))
     after = audit(job.db, exchanges=exchanges, symbols=symbols) if ranges else before
     if ranges:
         confirmed = record_confirmed(job, confirmations(after, ranges, answered_days(job)))
     splits = record_splits(job, after.unrecorded_actions)
-    from etl.sync import price_summary
-
     plan = Plan(
         pl.DataFrame({"symbol": [r.symbol for r in ranges]}, schema={"symbol": pl.String}),
         [r.request for r in ranges],

@@ -249,17 +249,31 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     normalizer = Normalizer(plan.context(), options.end, job.snapshot)
     stages = Stages(job, normalizer, options.overwrite, tally)
     tally.done = plan.symbols.filter(pl.col("by_day")).height + len(ticker_requests) - len(requests)
+    extract_and_load(job, requests, answers, stages, tally, tally.done + len(requests))
+    if not job.stop.is_set() and not tally.not_fetched:  # else some were never asked
+        history.mark_complete(job.db, plan.completed_inactive(tally.failed, options))
+    return price_summary(job, plan, tally, time.monotonic() - started)
+
+
+def extract_and_load(
+    job: Job,
+    requests: list[Request],
+    answers: list[Fetched],
+    stages: Stages,
+    tally: PriceTally,
+    total: int,
+) -> None:
+    """Fetch ``requests`` (after ``answers`` already at hand) through ``stages`` to
+    the database, marking the snapshot's manifest as each step completes. A failed
+    load raises once the extract is complete and everything fetched is on disk."""
     try:
-        _extract_prices(job, requests, answers, stages, tally, tally.done + len(requests))
+        _extract_prices(job, requests, answers, stages, tally, total)
     finally:
         stages.finish()
     job.snapshot.update_manifest(extract_complete=True)
     if stages.error is not None:
         raise _load_failed(job, stages.error)
     job.snapshot.update_manifest(loaded=True)
-    if not job.stop.is_set() and not tally.not_fetched:  # else some were never asked
-        history.mark_complete(job.db, plan.completed_inactive(tally.failed, options))
-    return price_summary(job, plan, tally, time.monotonic() - started)
 
 
 def _extract_prices(
