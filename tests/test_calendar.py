@@ -234,3 +234,22 @@ def test_a_one_day_holiday_beyond_the_table_costs_six_requests(etl, db, api, uni
     s = etl("sync").summary
     assert s["status"] == "ok" and s["rows_inserted"] == 8
     assert api.request_count("daily") == 0 and api.request_count() == 6
+
+
+@pytest.mark.parametrize("universe", [(8, f"{BEYOND}-09-01", f"{BEYOND}-09-28")], indirect=True)
+def test_beyond_the_table_an_empty_day_the_other_exchange_traded_is_a_glitch(
+    etl, db, api, universe, today
+):
+    """Unknown to the table, but XSHG traded: XSHE's empty answer is no closure, and
+    its ETFs are fetched per ticker, so no day is left behind."""
+    today(D(f"{BEYOND}-09-28"))
+    assert etl("sync").exit_code == 0
+    first, second = universe.advance(2)
+    today(second)
+    api.add_fault("empty", endpoint="latest", exchange="XSHE", day=first.isoformat())
+    api.reset_log()
+    s = etl("sync").summary
+    assert s["status"] == "ok" and s["rows_inserted"] == 2 * 8
+    assert api.request_count("daily") == len(universe.etfs("XSHE")) == 3
+    checked = etl("check")
+    assert checked.summary["status"] == "ok" and checked.summary["holes"] == []
