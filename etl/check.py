@@ -53,7 +53,7 @@ from etl.symbols import EXCHANGES, MARKETS, check_symbol
 ZERO_VOLUME = "zero_volume"  # one of >= ZERO_VOLUME_STREAK consecutive stored rows with volume 0
 OHLC = "ohlc"  # high below open, close or low; low above open or close; a price <= 0; a null o/h/l
 NOT_MIDNIGHT = "not_midnight"  # trade_date not at 00:00 (the older system's 16:00 rows)
-NOT_TRADING_DAY = "not_trading_day"  # its trading day is a weekend or a known holiday
+NOT_TRADING_DAY = "not_trading_day"  # its trading day is a weekend or a known closure
 REASONS = (ZERO_VOLUME, OHLC, NOT_MIDNIGHT, NOT_TRADING_DAY)
 ZERO_VOLUME_STREAK = 5
 # The finding of a hole in etl_check_confirmed (a suspension the source has no row for).
