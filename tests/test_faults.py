@@ -111,8 +111,9 @@ def test_tickers_that_always_fail_are_named_with_their_reason_and_the_rest_loads
     out = etl("sync", as_json=False)
     assert out.exit_code == 3, out.stderr
     assert "PARTIAL" in out.stdout
-    assert f"SH.{down}: HTTP 503 (after 5 attempts)" in out.stdout
-    assert re.search(rf"SZ\.{garbled}: .*not JSON.* \(after 5 attempts\)", out.stdout)
+    page = "an HTML page (503 Service Temporarily Unavailable)"
+    assert f"SH.{down}: HTTP 503 with {page} (after 5 attempts)" in out.stdout
+    assert f"SZ.{garbled}: HTTP 200 with an HTML page (Tsanghi) (after 5 attempts)" in out.stdout
     assert f"SH.{down} skipped" in out.stderr  # the log line as it happened
 
     failed = {f"SH.{down}", f"SZ.{garbled}"}
@@ -146,7 +147,10 @@ def test_a_list_that_stays_down_fails_its_exchange_only_and_retires_nobody(etl, 
     s = out.summary
     assert s["status"] == "partial"
     assert s["exchanges"]["XSHG"]["status"] == "ok"
-    assert s["exchanges"]["XSHE"] == {"status": "failed", "error": "HTTP 502 (after 5 attempts)"}
+    assert s["exchanges"]["XSHE"] == {
+        "status": "failed",
+        "error": "HTTP 502 with an HTML page (502 Bad Gateway) (after 5 attempts)",
+    }
     assert s["etfs_deactivated"] == 0
     active = db.fetch("SELECT count(*) FROM stock_info WHERE is_etf = 'Y' AND is_active = 'Y'")
     assert active[0][0] == len(source_dates(universe))

@@ -40,7 +40,8 @@ def test_a_base_url_answering_404_everywhere_stops_after_the_two_lists(how, etl,
     assert api.request_count() == 2  # one per list, never retried, no prices asked
     assert "no ETF list could be fetched" in out.stderr
     assert "Check TSANGHI_BASE_URL" in out.stderr
-    assert "HTTP 404: no such address" in out.stderr and "(not retried)" in out.stderr
+    came = " with an HTML page (404 Not Found)" if how == "html404" else ""
+    assert f"HTTP 404{came}: no such address" in out.stderr and "(not retried)" in out.stderr
     assert TOKEN not in out.stderr + out.stdout
     assert out.summary["status"] == "failed"
     assert db.fetch("SELECT count(*) FROM stock_info")[0][0] == 0
@@ -66,7 +67,9 @@ def test_client_errors_fail_their_request_at_once_and_the_rest_loads(etl, db, ap
         f"SH.{refused}": "API error code 400: 参数错误 (bad parameter) (not retried)",
         f"SH.{gone}": failed[f"SH.{gone}"],
     }
-    assert failed[f"SH.{gone}"].startswith("HTTP 404: no such address http://127.0.0.1:")
+    assert failed[f"SH.{gone}"].startswith(
+        "HTTP 404 with an HTML page (404 Not Found): no such address http://127.0.0.1:"
+    )
     assert "token" not in failed[f"SH.{gone}"]
     assert [r.ticker for r in api.requests if r.fault].count(refused) == 1
     assert [r.ticker for r in api.requests if r.fault].count(gone) == 1
@@ -122,7 +125,8 @@ def test_the_breaker_stops_a_run_whose_requests_keep_failing_and_keeps_what_arri
     s = out.summary
     assert s["status"] == "failed"
     assert s["reasons"][0] == (
-        "stopped fetching: 5 requests in a row failed (last: HTTP 503 (after 2 attempts))"
+        "stopped fetching: 5 requests in a row failed "
+        "(last: HTTP 503 with an HTML page (503 Service Temporarily Unavailable) (after 2 attempts))"
     )
     assert f"Error: {s['reasons'][0]}" in out.stderr
     # At most the requests in flight when it opened followed; far from all symbols.
