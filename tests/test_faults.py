@@ -60,6 +60,9 @@ TRANSIENT = {
     "truncated-length": {"full_length": True},  # Content-Length promises more than comes
     "malformed": {},
     "envelope": {},
+    "body-blank503": {"status": 503, "body": "blank"},  # a 503 with no body at all
+    "body-html502": {"status": 502, "body": "html"},
+    "body-object200": {"status": 200, "body": "{}"},  # a 200 that is no envelope
 }
 
 
@@ -97,6 +100,75 @@ def test_a_transient_fault_on_every_endpoint_is_retried_and_the_data_is_complete
     assert fault.hits == twice
     assert api.request_count("daily") == 0
     assert s["rows_inserted"] == 2 * s["symbols_total"]
+
+
+# -- answers that are no envelope: named by status and body, the rest loads ----------
+
+# What the reason says of each body the servers in front of the API may send.
+BODY_SAID = {
+    "blank": "an empty body",
+    "text": "a body that is not JSON: 'Service Unavailable'",
+    "{}": "JSON that is not the API envelope: {}",
+    "[]": "JSON that is not the API envelope: []",
+    "html": "an HTML page (Error)",
+}
+
+
+@pytest.mark.parametrize("status", [200, 404, 502, 503])
+@pytest.mark.parametrize("body", list(BODY_SAID))
+def test_a_ticker_answered_with_no_envelope_fails_with_its_status_and_body_and_the_rest_loads(
+    body, status, etl, db, api, universe
+):
+    ticker = active_tickers(universe, "XSHG")[3]
+    symbol = f"SH.{ticker}"
+    api.add_fault("body", endpoint="daily", ticker=ticker, times=None, status=status, body=body)
+    out = etl("sync", env={"ETL_HTTP_ATTEMPTS": "3"})
+    assert out.exit_code == 3, out.stderr
+    assert "Traceback" not in out.stderr
+    s = out.summary
+    asked = [r.status for r in api.requests if r.ticker == ticker]
+    if status == 404:  # a client error: asked once, never again
+        reason = (
+            f"HTTP 404 with {BODY_SAID[body]}: no such address {api.base_url}/etf/XSHG/daily; "
+            "check TSANGHI_BASE_URL (not retried)"
+        )
+        assert asked == [404]
+    else:  # 5xx, and a 200 whose body is cut or garbled: retried, then named
+        reason = f"HTTP {status} with {BODY_SAID[body]} (after 3 attempts)"
+        assert asked == [status] * 3
+    assert s["failed"] == [{"symbol": symbol, "reason": reason}]
+    assert s["status"] == "partial" and s["symbols_failed"] == 1
+    assert s["reasons"] == [f"1 of {s['symbols_total']} symbols failed ({symbol})"]
+    assert s["error"] == s["reasons"][0]
+    assert f"{symbol} skipped: {reason}" in out.stderr
+    # Every other ETF is stored whole.
+    stored = assert_consistent(db, universe, whole=True)
+    assert set(stored) == set(source_dates(universe)) - {symbol}
+    assert price_rows(db) == source_count(universe, skip=(symbol,))
+
+
+def test_one_empty_503_for_one_etf_of_many_loads_every_etf(etl, db, api, universe):
+    ticker = active_tickers(universe, "XSHE")[2]
+    fault = api.add_fault("body", endpoint="daily", ticker=ticker, status=503, body="blank")
+    out = etl("sync")
+    assert_complete(out, db, universe)
+    assert fault.hits == 1
+    assert [r.status for r in api.requests if r.ticker == ticker] == [503, 200]
+
+
+def test_a_list_answered_with_an_empty_404_fails_its_exchange_only(etl, db, api, universe):
+    api.add_fault("body", endpoint="list", exchange="XSHE", times=None, status=404, body="blank")
+    out = etl("sync")
+    assert out.exit_code == 3, out.stderr
+    s = out.summary
+    assert s["exchanges"]["XSHE"] == {
+        "status": "failed",
+        "error": f"HTTP 404 with an empty body: no such address {api.base_url}/etf/XSHE/list; "
+        "check TSANGHI_BASE_URL (not retried)",
+    }
+    assert s["reasons"] == ["1 of 2 ETF lists failed (XSHE)"] and s["error"] == s["reasons"][0]
+    stored = assert_consistent(db, universe, whole=True)
+    assert stored and all(symbol.startswith("SH.") for symbol in stored)
 
 
 # -- persistent: skipped, named, partial ----------------------------------------------
