@@ -7,7 +7,10 @@ runs the real CLI against a real PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import re
+import signal
+import time
 from pathlib import Path
 
 import polars as pl
@@ -15,11 +18,15 @@ import pytest
 from crashhelper import (
     active_tickers,
     assert_consistent,
+    child_env,
     rejects,
     runs,
     source_count,
     source_dates,
+    spawn,
+    wait_for,
 )
+from etlfixtures import TOKEN
 from fakeapi import universe as universe_module
 
 
@@ -415,3 +422,35 @@ def test_a_token_rejected_by_the_prices_endpoint_stops_sync_prices(etl, db, api,
     assert api.request_count("daily") <= 2 * 4  # the requests already in flight, no more
     assert runs(db)[-1][1:3] == ("sync-prices", "failed")
     assert sum(1 for r in api.requests if r.kind == "daily") < len(source_dates(universe))
+
+
+# -- a stop during a retry's wait ----------------------------------------------------------
+
+
+def test_sigterm_during_a_retry_backoff_ends_the_run_at_once(db, api, universe, data_dir, tmp_path):
+    ticker = active_tickers(universe, "XSHG")[0]
+    api.add_fault("body", endpoint="daily", ticker=ticker, times=None, status=503, body="blank")
+    # A 30 s backoff: only a wait that wakes on the signal ends the run within seconds.
+    env = child_env(db.url, api.base_url, TOKEN, data_dir, ETL_HTTP_BACKOFF="30", ETL_WORKERS="2")
+    log = tmp_path / "backoff"
+    proc = spawn(["--json", "sync"], env, log)
+    try:
+        wait_for(lambda: any(r.ticker == ticker for r in api.requests), proc=proc)
+        time.sleep(0.5)  # the failed attempt is in, the worker waits out its backoff
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        code = proc.wait(60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = log.with_suffix(".err").read_text()
+    assert code == 143, err
+    assert took < 5, took
+    assert [r.status for r in api.requests if r.ticker == ticker] == [503]  # no second attempt
+    s = json.loads(log.with_suffix(".out").read_text())
+    assert s["status"] == "interrupted" and s["interrupted_by"] == "SIGTERM"
+    assert s["reasons"][0] == "interrupted by SIGTERM; what had arrived was loaded"
+    assert s["error"].startswith(s["reasons"][0])
+    assert_consistent(db, universe, whole=True)
