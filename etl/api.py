@@ -304,7 +304,7 @@ class TsanghiClient:
         kind = classify(status, code, msg)
         said = f": {self.scrub(msg)}" if msg else ""
         # Without the envelope only the status and the body itself can tell.
-        came = "" if code is not None else f" with {self.scrub(describe_body(body))}"
+        came = "" if code is not None else f" with {describe_body(self.scrub(body))}"
         if kind == "auth":
             detail = f"code {code}{said}" if code not in (None, "200") else f"HTTP {status}"
             raise AuthError(self._auth_message(detail))

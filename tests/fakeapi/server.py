@@ -79,6 +79,7 @@ BODIES = {
         b"</h1><p>Sorry, the page you are looking for is currently unavailable.</p></body></html>",
         "text/html",
     ),
+    "echo": (b"bad gateway: GET {path}", "text/plain; charset=utf-8"),  # the request, token and all
 }
 ENDPOINTS = ("list", "daily", "latest")
 
@@ -308,7 +309,8 @@ class FakeTsanghi:
         message "token今日调用次数已用完"), "dateformat" (the normal answer with
         every date as yyyymmdd), "body" (HTTP ``status`` with a body that is
         no envelope: ``body`` "blank" (none at all), "text" (plain text), "{}",
-        "[]" or "html" (a web server's error page)). ``day`` narrows a fault to
+        "[]", "html" (a web server's error page) or "echo" (plain text quoting the
+        request line, token included)). ``day`` narrows a fault to
         the requests for that date. Faults are checked in the order added.
         """
         if kind not in FAULT_KINDS:
@@ -501,6 +503,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault.kind == "body":
                 content, content_type = BODIES[fault.body]
+                content = content.replace(b"{path}", self.path.encode())
                 self._send(record, fault.status, None, content, content_type)
                 return
             if fault.kind == "slow":
