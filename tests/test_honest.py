@@ -349,3 +349,10 @@ def test_every_summary_that_is_not_ok_says_why_in_reasons_and_error(etl, db, api
     healed = etl("sync")
     assert healed.exit_code == 0 and "reasons" not in healed.summary
     assert "error" not in healed.summary
+
+    # An outcome with no run behind it (here: no token) says why the same way.
+    refused = etl("sync", env={"TSANGHI_TOKEN": None, "STOCK_API_TOKEN": None})
+    assert refused.exit_code == 1
+    assert refused.summary["status"] == "failed"
+    assert refused.summary["reasons"] == [refused.summary["error"]]
+    assert refused.summary["error"].startswith("no API token")
