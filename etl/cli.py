@@ -22,6 +22,7 @@ from etl import export as exporter
 from etl import jsonout, picture, pipeline, queries, read, retention
 from etl.calendar import shanghai_today
 from etl.check import CheckReport
+from etl.context import Progress
 from etl.db import Database, mask_url, open_database
 from etl.errors import ConfigError, EtlError, LockHeldError
 from etl.migrate import apply_migrations, require_schema
@@ -30,7 +31,6 @@ from etl.progress import LogHandler, ProgressBar
 from etl.run import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, RunFailed, exit_code
 from etl.settings import Settings
 from etl.symbols import MARKETS, check_symbol
-from etl.sync import Progress
 
 GROUP_HELP = """Keep a PostgreSQL database of Chinese ETFs (XSHG, XSHE) current from the
 Tsanghi API: ETF lists into stock_info, daily prices into stock_daily_data.

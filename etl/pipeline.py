@@ -36,6 +36,7 @@ import polars as pl
 from etl import queries
 from etl import sync as jobs
 from etl.check import CheckReport, audit
+from etl.context import Job, Progress
 from etl.corporate import recompute
 from etl.db import open_database
 from etl.errors import ConfigError, DatabaseError, EtlError
@@ -47,7 +48,6 @@ from etl.settings import Settings
 from etl.snapshot import new_run_id
 from etl.sqlfiles import query
 from etl.symbols import MARKETS, check_symbol
-from etl.sync import Progress
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def sync_prices(
 def _prices(
     settings: Settings,
     command: str,
-    job: Callable[[jobs.Job, PriceOptions], dict[str, Any]],
+    job: Callable[[Job, PriceOptions], dict[str, Any]],
     options: PriceOptions | None,
     wait: bool,
     progress: Progress | None,

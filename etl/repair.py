@@ -27,6 +27,7 @@ import polars as pl
 from etl import transform
 from etl.calendar import trading_days_between
 from etl.check import CheckReport, CorporateAction, audit
+from etl.context import Job
 from etl.corporate import recompute
 from etl.extract import Request
 from etl.normalize import Normalizer
@@ -36,7 +37,7 @@ from etl.snapshot import read_raw
 from etl.sqlfiles import query
 from etl.stages import PriceTally, Stages
 from etl.symbols import EXCHANGES, MARKETS
-from etl.sync import Job, extract_and_load, price_summary
+from etl.sync import extract_and_load, price_summary
 
 log = logging.getLogger(__name__)
 

@@ -14,19 +14,16 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
+from etl.context import Job
 from etl.errors import EtlError
 from etl.extract import Request
 from etl.normalize import Normalizer
 from etl.snapshot import Snapshot
 from etl.sqlfiles import query
 from etl.stages import PriceTally, Stages
-
-if TYPE_CHECKING:
-    from etl.sync import Job
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.api import TsanghiClient
+from etl.context import Job, Progress
 from etl.db import open_database
 from etl.errors import EtlError
 from etl.ledger import RunLedger
@@ -23,7 +24,6 @@ from etl.load import Loader
 from etl.migrate import apply_migrations
 from etl.settings import Settings
 from etl.snapshot import Snapshot, new_run_id
-from etl.sync import Job, Progress
 
 log = logging.getLogger(__name__)
 

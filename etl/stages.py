@@ -10,14 +10,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from etl.context import Job
 from etl.errors import EtlError, StageError
 from etl.load import LoadResult
 from etl.normalize import Normalizer, NormalizeResult
-
-if TYPE_CHECKING:
-    from etl.sync import Job
 
 log = logging.getLogger(__name__)
 

@@ -7,28 +7,26 @@ what it wrote, so ``replay`` is the same code minus the network.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
 import polars as pl
 
 from etl import history, transform
-from etl.api import Fetched, TsanghiClient
+from etl.api import Fetched
 from etl.calendar import is_trading_day, stale_table_warning
-from etl.db import Database
+from etl.context import Job
 from etl.errors import ApiError, SnapshotError, StageError
 from etl.extract import Request, fetch_all
-from etl.load import Loader, etf_context
+from etl.load import etf_context
 from etl.normalize import Normalizer
 from etl.outcome import Policy, decide, no_lists_message, worst
 from etl.plan import Plan, PriceOptions, build_plan
 from etl.resume import finish_pending
-from etl.settings import Settings
-from etl.snapshot import RawWriter, Snapshot, fetched_frame
+from etl.snapshot import RawWriter, fetched_frame
 from etl.sqlfiles import query
 from etl.stages import PriceTally, Stages
 from etl.symbols import MARKETS
@@ -38,23 +36,6 @@ log = logging.getLogger(__name__)
 # How often the extract looks at the stop flag and the age of its buffer while
 # no answer arrives.
 STOP_CHECK_SECONDS = 0.5
-Progress = Callable[[int, int, int], None]  # (symbols done, symbols in all, rows fetched)
-
-
-@dataclass
-class Job:
-    """What a job needs: where to read and write, and how to talk to the API."""
-
-    run_id: str
-    db: Database
-    loader: Loader
-    snapshot: Snapshot  # the run's own directory: everything it writes goes here
-    settings: Settings  # workers, batch_rows, max_failed_share, latest_max_days
-    client: TsanghiClient | None = None  # None when replaying
-    source: Snapshot | None = None  # the snapshot a replay reads (never written)
-    stop: threading.Event = field(default_factory=threading.Event)  # set: fetch no more
-    progress: Progress | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 # -- ETF lists ------------------------------------------------------------------
