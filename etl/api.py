@@ -41,7 +41,6 @@ import re
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
@@ -49,11 +48,12 @@ import polars as pl
 import requests
 import urllib3
 
+from etl.answers import Fetched
 from etl.breaker import Breaker
 from etl.db import mask_url
+from etl.envelope import FIELDS, LONG_NUMBER, decode_envelopes
 from etl.errors import AuthError
 from etl.settings import Settings
-from etl.transform import FIELDS, LONG_NUMBER, decode_envelopes
 
 log = logging.getLogger(__name__)
 _LONG_NUMBER_RE = re.compile(LONG_NUMBER)
@@ -85,26 +85,6 @@ UNREACHABLE = ("cannot connect to ", "cannot resolve host ")
 _TITLE = re.compile(r"<(title|h1)[^>]*>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
 _TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s'\")]+", re.IGNORECASE)
-
-
-@dataclass
-class Fetched:
-    """One request's final outcome: the raw answer as received, or why it failed."""
-
-    endpoint: str  # "list", "daily" or "latest"
-    exchange: str
-    ticker: str | None
-    params: dict[str, str]  # request parameters, token excluded
-    fetched_at: datetime
-    attempts: int
-    http_status: int | None = None
-    body: str | None = None  # the response text as received
-    rows: int = 0  # len(data) of a good envelope
-    error: str | None = None  # None when the answer was good
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 class _RateLimiter:

@@ -12,7 +12,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date
 
-from etl.api import Fetched, TsanghiClient
+from etl.answers import Fetched
+from etl.api import TsanghiClient
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import polars as pl
 
-from etl.api import Fetched
+from etl.answers import Fetched
 from etl.errors import ConfigError, SnapshotError
 from etl.schema import RAW_SCHEMA
 

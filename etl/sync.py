@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from etl import history, transform
-from etl.api import Fetched
+from etl.answers import Fetched
 from etl.calendar import is_trading_day, stale_table_warning
 from etl.context import Job
 from etl.errors import ApiError, SnapshotError, StageError
