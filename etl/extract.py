@@ -1,21 +1,33 @@
-"""Extract: API requests, run from a bounded pool of workers.
+"""Extract: API requests, run from a bounded pool of workers, into durable raw parts.
 
-Answers come back as ``Fetched`` records in completion order; the caller
-writes them to the snapshot before anything parses them further.
+Answers come back as ``Fetched`` records in completion order and are written
+as they are to the snapshot's raw parts (``snapshot.RawWriter``), each part
+durable within seconds, before anything parses them further; each part is
+then handed on to normalize. The extract returns what it did as an
+``ExtractResult``: its counts are its own, never shared with the stages.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 from etl.answers import Fetched
 from etl.api import TsanghiClient
+from etl.context import Job
+from etl.snapshot import RawWriter
+from etl.symbols import MARKETS
 
 log = logging.getLogger(__name__)
+
+# How often the extract looks at the stop flag and the age of its buffer while
+# no answer arrives.
+STOP_CHECK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -76,3 +88,70 @@ def fetch_all(
         # A consumer that stops early (an interrupt, an error) does not wait
         # for the requests still in flight: their answers are dropped.
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What one extract fetched and wrote to raw parts."""
+
+    answers: int  # answers written, those at hand before the extract included
+    rows_fetched: int  # records in the good ones
+    requests_not_made: int  # interrupted, or the circuit breaker opened: the next run asks
+    parts: int  # raw parts written and handed on
+    seconds: float
+
+
+def extract_prices(
+    job: Job,
+    requests: list[Request],
+    answers: list[Fetched],
+    put: Callable[[Path], None],
+    done: int = 0,
+    total: int = 0,
+) -> ExtractResult:
+    """Fetch ``requests`` into raw parts, each durable within seconds, and ``put``
+    each part on to the stages.
+
+    ``answers`` (already at hand) go first, in one part of their own: the
+    per-day answers' rows must be normalized together for each day's change to
+    refer to the day before. ``done`` of ``total`` symbols were done before
+    the first request, for the progress the job reports.
+    """
+    assert job.client is not None
+    started = time.monotonic()
+    writer = RawWriter(job.snapshot, "prices", job.settings.batch_rows)
+    rows_fetched = parts = received = 0
+
+    def hand_on() -> None:
+        nonlocal parts
+        if (part := writer.flush()) is not None:
+            parts += 1
+            put(part)
+
+    for fetched in answers:
+        writer.add(fetched)
+        rows_fetched += fetched.rows
+    hand_on()
+    for fetched in fetch_all(job.client, requests, job.settings.workers, tick=STOP_CHECK_SECONDS):
+        if job.stop.is_set():
+            break  # answers still in flight are dropped; the next run asks again
+        if fetched is not None:
+            received += 1
+            if fetched.ok:
+                rows_fetched += fetched.rows
+            else:
+                symbol = f"{MARKETS[fetched.exchange]}.{fetched.ticker}"
+                log.warning("%s skipped: %s", symbol, fetched.error)
+            writer.add(fetched)
+            if job.progress:
+                job.progress(done + received, total, rows_fetched)
+        if writer.due():
+            hand_on()
+    hand_on()
+    return ExtractResult(
+        answers=len(answers) + received,
+        rows_fetched=rows_fetched,
+        requests_not_made=len(requests) - received,
+        parts=parts,
+        seconds=time.monotonic() - started,
+    )

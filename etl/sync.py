@@ -20,23 +20,18 @@ from etl.answers import Fetched
 from etl.calendar import is_trading_day, stale_table_warning
 from etl.context import Job
 from etl.errors import ApiError, SnapshotError, StageError
-from etl.extract import Request, fetch_all
+from etl.extract import Request, extract_prices, fetch_all
 from etl.load import etf_context
 from etl.normalize import Normalizer
 from etl.outcome import Policy, decide, no_lists_message, worst
 from etl.plan import Plan, PriceOptions, build_plan
 from etl.resume import finish_pending
-from etl.snapshot import RawWriter, fetched_frame
+from etl.snapshot import fetched_frame
 from etl.sqlfiles import query
 from etl.stages import PriceTally, Stages
 from etl.symbols import MARKETS
 
 log = logging.getLogger(__name__)
-
-# How often the extract looks at the stop flag and the age of its buffer while
-# no answer arrives.
-STOP_CHECK_SECONDS = 0.5
-
 
 # -- ETF lists ------------------------------------------------------------------
 
@@ -260,56 +255,15 @@ def extract_and_load(
     the database, marking the snapshot's manifest as each step completes. A failed
     load raises once the extract is complete and everything fetched is on disk."""
     try:
-        _extract_prices(job, requests, answers, stages, tally, total)
+        extracted = extract_prices(job, requests, answers, stages.put, tally.done, total)
     finally:
         stages.finish()
+    tally.rows_fetched += extracted.rows_fetched
+    tally.not_fetched = extracted.requests_not_made
     job.snapshot.update_manifest(extract_complete=True)
     if stages.error is not None:
         raise _load_failed(job, stages.error)
     job.snapshot.update_manifest(loaded=True)
-
-
-def _extract_prices(
-    job: Job,
-    requests: list[Request],
-    answers: list[Fetched],
-    stages: Stages,
-    tally: PriceTally,
-    total: int,
-) -> None:
-    """Fetch into raw parts, each durable within seconds, and hand each on.
-
-    The per-day answers go first, in one part of their own: the rows of
-    consecutive days must be normalized together for each day's change to
-    refer to the day before.
-    """
-    assert job.client is not None
-    writer = RawWriter(job.snapshot, "prices", job.settings.batch_rows)
-    for fetched in answers:
-        writer.add(fetched)
-        tally.rows_fetched += fetched.rows
-    if (part := writer.flush()) is not None:
-        stages.put(part)
-    received = 0
-    for fetched in fetch_all(job.client, requests, job.settings.workers, tick=STOP_CHECK_SECONDS):
-        if job.stop.is_set():
-            break  # answers still in flight are dropped; the next run asks again
-        if fetched is not None:
-            received += 1
-            tally.done += 1
-            if fetched.ok:
-                tally.rows_fetched += fetched.rows
-            else:
-                symbol = f"{MARKETS[fetched.exchange]}.{fetched.ticker}"
-                log.warning("%s skipped: %s", symbol, fetched.error)
-            writer.add(fetched)
-            if job.progress:
-                job.progress(tally.done, total, tally.rows_fetched)
-        if writer.due():
-            stages.put(writer.flush())  # type: ignore[arg-type]
-    if (part := writer.flush()) is not None:
-        stages.put(part)
-    tally.not_fetched = len(requests) - received
 
 
 def _load_failed(job: Job, error: StageError) -> StageError:
