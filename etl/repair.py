@@ -35,9 +35,9 @@ from etl.plan import Plan
 from etl.schema import PLAN_SCHEMA, PRICE, RATIO, TS
 from etl.snapshot import read_raw
 from etl.sqlfiles import query
-from etl.stages import PriceTally, Stages
+from etl.stages import Stages
 from etl.symbols import EXCHANGES, MARKETS
-from etl.sync import extract_and_load, price_summary
+from etl.sync import PriceCounts, extract_and_load, price_summary
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def repair(job: Job, exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> di
     started = time.monotonic()
     before = audit(job.db, exchanges=exchanges, symbols=symbols)
     ranges = ranges_of(before)
-    tally = PriceTally()
+    counts = PriceCounts()
     confirmed = 0
     if ranges and not job.stop.is_set():
         context = repair_context(job, ranges)
@@ -117,8 +117,10 @@ def repair(job: Job, exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> di
             plan={"symbols": len(ranges), "up_to_date": 0, "requests": len(ranges)}
         )
         normalizer = Normalizer(context, max(r.last for r in ranges), job.snapshot)
-        stages = Stages(job, normalizer, True, tally)
-        extract_and_load(job, [r.request for r in ranges], [], stages, tally, len(ranges))
+        stages = Stages(job, normalizer, True)
+        counts = PriceCounts.of(
+            *extract_and_load(job, [r.request for r in ranges], [], stages, 0, len(ranges))
+        )
     after = audit(job.db, exchanges=exchanges, symbols=symbols) if ranges else before
     if ranges:
         confirmed = record_confirmed(job, confirmations(after, ranges, answered_days(job)))
@@ -129,7 +131,7 @@ def repair(job: Job, exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> di
         0,
         {},
     )
-    summary = price_summary(job, plan, tally, time.monotonic() - started)
+    summary = price_summary(job, plan, counts, time.monotonic() - started)
     return {
         **summary,
         "findings_before": before.counts,

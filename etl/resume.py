@@ -23,7 +23,7 @@ from etl.extract import Request
 from etl.normalize import Normalizer
 from etl.snapshot import Snapshot
 from etl.sqlfiles import query
-from etl.stages import PriceTally, Stages
+from etl.stages import Stages, StagesResult
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class Answered:
         default_factory=dict
     )
     days: set[tuple[str, date]] = field(default_factory=set)  # good dated /daily/latest
+    resumed: StagesResult = StagesResult()  # what loading their parts did
 
     def add(self, raw: pl.DataFrame) -> None:
         good = raw.filter(pl.col("error").is_null())
@@ -66,7 +67,7 @@ def _day(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
-def finish_pending(job: Job, tally: PriceTally) -> Answered:
+def finish_pending(job: Job) -> Answered:
     """Load what runs that died left on disk; say which requests they answered."""
     answered = Answered()
     for run_id, path in job.db.fetch(query("runs_pending"), (job.run_id,)):
@@ -78,18 +79,13 @@ def finish_pending(job: Job, tally: PriceTally) -> Answered:
         parts = snapshot.parts("kind=prices")
         if normalizer is None or not parts:
             continue
-        own = PriceTally()
-        stages = Stages(job, normalizer, bool(manifest.get("options", {}).get("overwrite")), own)
+        stages = Stages(job, normalizer, bool(manifest.get("options", {}).get("overwrite")))
         log.info("resuming run %s: loading %d parts it left in %s", run_id, len(parts), path)
-        stages.run(parts)
+        answered.resumed += stages.run(parts)
         for part in parts:  # which requests they answered: a few small columns
             answered.add(
                 pl.read_parquet(part, columns=["endpoint", "exchange", "ticker", "params", "error"])
             )
-        tally.answers_resumed += own.answers_on_disk
-        tally.rows_resumed += own.rows_inserted
-        tally.rows_inserted += own.rows_inserted
-        tally.rows_rejected += own.rows_rejected
         answered.runs.append(run_id)
         try:
             snapshot.update_manifest(loaded=True, resumed_by=job.run_id)

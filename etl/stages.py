@@ -1,6 +1,6 @@
 """Normalize and load side by side: the two stages every price job runs on
-its raw parts (a sync as they arrive, a resume or a replay from disk), and the
-counts they keep."""
+its raw parts (a sync as they arrive, a resume or a replay from disk), and
+what they did, as a ``StagesResult``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from etl.context import Job
@@ -19,35 +19,58 @@ from etl.normalize import Normalizer, NormalizeResult
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class PriceTally:
-    """Counts of a price job, filled by the stages as parts go through them."""
+@dataclass(frozen=True)
+class StagesResult:
+    """What normalize and load did with the parts put through them: the results
+    each stage's thread produced, in order, and the first failure."""
 
-    rows_fetched: int = 0
-    rows_inserted: int = 0
-    rows_updated: int = 0
-    rows_rejected: int = 0
-    rows_valid: int = 0  # rows that passed the checks, stored already or not
-    rows_pct_out_of_range: int = 0  # stored with price_change_pct NULL
-    failed: dict[str, str] = field(default_factory=dict)  # symbol -> reason
-    done: int = 0
-    not_fetched: int = 0  # requests never made: interrupted, or the breaker opened
-    answers_on_disk: int = 0  # answers read back by normalize (replay and resume)
-    rows_on_disk: int = 0  # records in their good answers
-    answers_resumed: int = 0  # answers a run that died left on disk, loaded by this one
-    rows_resumed: int = 0  # rows of those answers this run inserted
+    normalized: tuple[NormalizeResult, ...] = ()
+    loaded: tuple[LoadResult, ...] = ()
+    error: StageError | None = None
 
-    def normalized(self, result: NormalizeResult) -> None:
-        self.answers_on_disk += result.answers
-        self.rows_on_disk += result.rows_fetched
-        self.rows_rejected += result.rejected
-        self.rows_valid += result.rows
-        self.rows_pct_out_of_range += result.pct_out_of_range
-        self.failed.update(result.failed)
+    def __add__(self, other: StagesResult) -> StagesResult:
+        return StagesResult(
+            self.normalized + other.normalized,
+            self.loaded + other.loaded,
+            self.error or other.error,
+        )
 
-    def loaded(self, result: LoadResult) -> None:
-        self.rows_inserted += result.inserted
-        self.rows_updated += result.updated
+    @property
+    def answers(self) -> int:
+        """API answers read back from the raw parts."""
+        return sum(r.answers for r in self.normalized)
+
+    @property
+    def rows_on_disk(self) -> int:
+        """Records in the good answers of the raw parts."""
+        return sum(r.rows_fetched for r in self.normalized)
+
+    @property
+    def rows_valid(self) -> int:
+        """Rows that passed the checks, stored already or not."""
+        return sum(r.rows for r in self.normalized)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(r.rejected for r in self.normalized)
+
+    @property
+    def rows_pct_out_of_range(self) -> int:
+        """Rows stored with price_change_pct NULL (beyond NUMERIC(8,4))."""
+        return sum(r.pct_out_of_range for r in self.normalized)
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """symbol -> why its request failed; a later answer's reason wins."""
+        return {s: why for r in self.normalized for s, why in r.failed.items()}
+
+    @property
+    def rows_inserted(self) -> int:
+        return sum(r.inserted for r in self.loaded)
+
+    @property
+    def rows_updated(self) -> int:
+        return sum(r.updated for r in self.loaded)
 
 
 class Stages:
@@ -59,6 +82,9 @@ class Stages:
     answers pile up. After a failure a stage stops working but keeps draining
     its queue: the extract still completes, and everything fetched stays on
     disk for the next run to load.
+
+    Each thread keeps only its own results (normalize its NormalizeResults,
+    load its LoadResults); the caller reads them once both threads are done.
     """
 
     def __init__(
@@ -66,10 +92,10 @@ class Stages:
         job: Job,
         normalizer: Normalizer,
         overwrite: bool,
-        tally: PriceTally,
     ) -> None:
         self._job, self._normalizer, self._overwrite = job, normalizer, overwrite
-        self._tally = tally
+        self._normalized: list[NormalizeResult] = []  # appended by the normalize thread only
+        self._loaded: list[LoadResult] = []  # appended by the load thread only
         self._raw: queue.Queue[Path | None] = queue.Queue(maxsize=1)
         self._typed: queue.Queue[Path | None] = queue.Queue(maxsize=1)
         self.error: StageError | None = None
@@ -83,11 +109,12 @@ class Stages:
     def put(self, raw: Path) -> None:
         self._raw.put(raw)
 
-    def finish(self) -> None:
+    def finish(self) -> StagesResult:
         """Wait until every part put is through both stages (or a stage failed)."""
         self._raw.put(None)
         for thread in self._threads:
             thread.join()
+        return StagesResult(tuple(self._normalized), tuple(self._loaded), self.error)
 
     def _fail(self, stage: str, exc: Exception) -> None:
         if self.error is None:
@@ -104,7 +131,7 @@ class Stages:
                 except Exception as exc:
                     self._fail("normalize", exc)
                     continue
-                self._tally.normalized(result)
+                self._normalized.append(result)
                 log.debug(
                     "normalize %s: %d rows, %d rejected in %.2fs",
                     raw.name,
@@ -126,7 +153,7 @@ class Stages:
             except Exception as exc:
                 self._fail("load", exc)
                 continue
-            self._tally.loaded(result)
+            self._loaded.append(result)
             log.debug(
                 "load %s: %d rows, %d inserted in %.2fs",
                 typed.name,
@@ -135,12 +162,13 @@ class Stages:
                 result.seconds,
             )
 
-    def run(self, parts: Iterable[Path]) -> None:
+    def run(self, parts: Iterable[Path]) -> StagesResult:
         """Put every part through, then wait; raise the first stage's error."""
         try:
             for part in parts:
                 self.put(part)
         finally:
-            self.finish()
-        if self.error is not None:
-            raise self.error
+            result = self.finish()
+        if result.error is not None:
+            raise result.error
+        return result

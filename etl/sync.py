@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from etl.answers import Fetched
 from etl.calendar import is_trading_day, stale_table_warning
 from etl.context import Job
 from etl.errors import ApiError, SnapshotError, StageError
-from etl.extract import Request, extract_prices, fetch_all
+from etl.extract import ExtractResult, Request, extract_prices, fetch_all
 from etl.load import etf_context
 from etl.normalize import Normalizer
 from etl.outcome import Policy, decide, no_lists_message, worst
@@ -28,7 +28,7 @@ from etl.plan import Plan, PriceOptions, build_plan
 from etl.resume import finish_pending
 from etl.snapshot import fetched_frame
 from etl.sqlfiles import query
-from etl.stages import PriceTally, Stages
+from etl.stages import Stages, StagesResult
 from etl.symbols import MARKETS
 
 log = logging.getLogger(__name__)
@@ -185,8 +185,7 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     if stale := stale_table_warning():  # every weekday of this year is asked of the API
         job.warnings.append(stale)
         log.warning(stale)
-    tally = PriceTally()
-    done_before = finish_pending(job, tally)
+    done_before = finish_pending(job)
     before = (
         datetime.combine(options.start, datetime.min.time())
         if options.full and options.start
@@ -235,12 +234,13 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
         }
     )
     normalizer = Normalizer(plan.context(), options.end, job.snapshot)
-    stages = Stages(job, normalizer, options.overwrite, tally)
-    tally.done = plan.symbols.filter(pl.col("by_day")).height + len(ticker_requests) - len(requests)
-    extract_and_load(job, requests, answers, stages, tally, tally.done + len(requests))
-    if not job.stop.is_set() and not tally.not_fetched:  # else some were never asked
-        history.mark_complete(job.db, plan.completed_inactive(tally.failed, options))
-    return price_summary(job, plan, tally, time.monotonic() - started)
+    stages = Stages(job, normalizer, options.overwrite)
+    done = plan.symbols.filter(pl.col("by_day")).height + len(ticker_requests) - len(requests)
+    extracted, loaded = extract_and_load(job, requests, answers, stages, done, done + len(requests))
+    if not job.stop.is_set() and not extracted.requests_not_made:  # else some were never asked
+        history.mark_complete(job.db, plan.completed_inactive(loaded.failed, options))
+    counts = PriceCounts.of(extracted, loaded, done_before.resumed)
+    return price_summary(job, plan, counts, time.monotonic() - started)
 
 
 def extract_and_load(
@@ -248,22 +248,22 @@ def extract_and_load(
     requests: list[Request],
     answers: list[Fetched],
     stages: Stages,
-    tally: PriceTally,
+    done: int,
     total: int,
-) -> None:
+) -> tuple[ExtractResult, StagesResult]:
     """Fetch ``requests`` (after ``answers`` already at hand) through ``stages`` to
     the database, marking the snapshot's manifest as each step completes. A failed
-    load raises once the extract is complete and everything fetched is on disk."""
+    load raises once the extract is complete and everything fetched is on disk.
+    ``done`` of ``total`` symbols were done before (progress)."""
     try:
-        extracted = extract_prices(job, requests, answers, stages.put, tally.done, total)
+        extracted = extract_prices(job, requests, answers, stages.put, done, total)
     finally:
-        stages.finish()
-    tally.rows_fetched += extracted.rows_fetched
-    tally.not_fetched = extracted.requests_not_made
+        loaded = stages.finish()
     job.snapshot.update_manifest(extract_complete=True)
-    if stages.error is not None:
-        raise _load_failed(job, stages.error)
+    if loaded.error is not None:
+        raise _load_failed(job, loaded.error)
     job.snapshot.update_manifest(loaded=True)
+    return extracted, loaded
 
 
 def _load_failed(job: Job, error: StageError) -> StageError:
@@ -278,24 +278,63 @@ def _load_failed(job: Job, error: StageError) -> StageError:
     )
 
 
-def price_summary(job: Job, plan: Plan, tally: PriceTally, seconds: float) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PriceCounts:
+    """The counts of a price job's summary, built once, on the job's own thread,
+    from what its extract, its stages and the resume of runs that died returned."""
+
+    rows_fetched: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_rejected: int = 0
+    rows_valid: int = 0  # rows that passed the checks, stored already or not
+    rows_pct_out_of_range: int = 0  # stored with price_change_pct NULL
+    failed: dict[str, str] = field(default_factory=dict)  # symbol -> reason
+    not_fetched: int = 0  # requests never made: interrupted, or the breaker opened
+    answers_resumed: int = 0  # answers a run that died left on disk, loaded by this one
+    rows_resumed: int = 0  # rows of those answers this run inserted
+
+    @classmethod
+    def of(
+        cls,
+        extracted: ExtractResult | None,
+        loaded: StagesResult,
+        resumed: StagesResult | None = None,
+    ) -> PriceCounts:
+        """Without an extract (a replay), what was fetched is what the parts hold."""
+        resumed = resumed or StagesResult()
+        return cls(
+            rows_fetched=extracted.rows_fetched if extracted else loaded.rows_on_disk,
+            rows_inserted=resumed.rows_inserted + loaded.rows_inserted,
+            rows_updated=loaded.rows_updated,
+            rows_rejected=resumed.rows_rejected + loaded.rows_rejected,
+            rows_valid=loaded.rows_valid,
+            rows_pct_out_of_range=loaded.rows_pct_out_of_range,
+            failed=loaded.failed,
+            not_fetched=extracted.requests_not_made if extracted else 0,
+            answers_resumed=resumed.answers,
+            rows_resumed=resumed.rows_inserted,
+        )
+
+
+def price_summary(job: Job, plan: Plan, counts: PriceCounts, seconds: float) -> dict[str, Any]:
     total = plan.symbols.height
-    attempted = total - plan.up_to_date - tally.not_fetched
-    failed = len(tally.failed)
+    attempted = total - plan.up_to_date - counts.not_fetched
+    failed = len(counts.failed)
     # The failed share is over every ETF of the run, up to date or not: an ETF
     # failing every evening must not fail the evenings when few others needed a request.
     outcome = decide(
         Policy.from_settings(job.settings),
         units=total,
         failed=failed,
-        rows_ok=tally.rows_valid,
-        rows_rejected=tally.rows_rejected,
+        rows_ok=counts.rows_valid,
+        rows_rejected=counts.rows_rejected,
         stopped=job.client.breaker.reason if job.client else None,
-        names=sorted(tally.failed),
+        names=sorted(counts.failed),
     )
-    if tally.rows_pct_out_of_range:
+    if counts.rows_pct_out_of_range:
         job.warnings.append(
-            f"{tally.rows_pct_out_of_range} rows changed by 10,000% or more against the "
+            f"{counts.rows_pct_out_of_range} rows changed by 10,000% or more against the "
             "previous close, beyond price_change_pct's NUMERIC(8,4): stored with "
             "price_change_pct NULL"
         )
@@ -306,15 +345,15 @@ def price_summary(job: Job, plan: Plan, tally: PriceTally, seconds: float) -> di
         "symbols_ok": attempted - failed,
         "symbols_failed": failed,
         "symbols_up_to_date": plan.up_to_date,
-        "symbols_not_fetched": tally.not_fetched,
-        "failed": [{"symbol": s, "reason": r} for s, r in sorted(tally.failed.items())],
-        "rows_fetched": tally.rows_fetched,
-        "rows_inserted": tally.rows_inserted,
-        "rows_updated": tally.rows_updated,
-        "rows_rejected": tally.rows_rejected,
-        "rows_pct_out_of_range": tally.rows_pct_out_of_range,
-        "answers_resumed": tally.answers_resumed,
-        "rows_resumed": tally.rows_resumed,
+        "symbols_not_fetched": counts.not_fetched,
+        "failed": [{"symbol": s, "reason": r} for s, r in sorted(counts.failed.items())],
+        "rows_fetched": counts.rows_fetched,
+        "rows_inserted": counts.rows_inserted,
+        "rows_updated": counts.rows_updated,
+        "rows_rejected": counts.rows_rejected,
+        "rows_pct_out_of_range": counts.rows_pct_out_of_range,
+        "answers_resumed": counts.answers_resumed,
+        "rows_resumed": counts.rows_resumed,
         **plan.counts(),
         "price_seconds": round(seconds, 3),
     }
@@ -360,13 +399,11 @@ def replay(job: Job) -> dict[str, Any]:
         raise SnapshotError(f"{source.path} has price answers but no plan.parquet")
     if normalizer is not None:
         started = time.monotonic()
-        tally = PriceTally()
         options = manifest.get("options", {})
-        stages = Stages(job, normalizer, bool(options.get("overwrite")), tally)
-        stages.run(price_parts)
-        tally.rows_fetched = tally.rows_on_disk
+        stages = Stages(job, normalizer, bool(options.get("overwrite")))
+        counts = PriceCounts.of(None, stages.run(price_parts))
         plan = Plan(normalizer.context, [], int(manifest.get("plan", {}).get("up_to_date", 0)), {})
-        prices = price_summary(job, plan, tally, time.monotonic() - started)
+        prices = price_summary(job, plan, counts, time.monotonic() - started)
         reasons = summary.get("reasons", []) + prices.get("reasons", [])
         summary.update({k: v for k, v in prices.items() if k != "status"})
         summary["status"] = worst(summary["status"], prices["status"])
