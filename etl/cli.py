@@ -641,8 +641,9 @@ def check_cmd(
     Reports holes (trading days with no row between an ETF's first and last
     stored row, and after its last one while it is active), suspect rows
     (zero_volume streaks, ohlc inconsistencies, not_midnight trade dates, rows on
-    a not_trading_day) and share splits (open/previous close beyond any daily
-    limit; unrecorded ones are findings). Findings confirmed in
+    a not_trading_day) and share splits (an open beyond the ETF's daily limit
+    that the whole bar agrees with; unrecorded ones are findings, and so are
+    detected ratios that are not round: needs_official_ratio). Findings confirmed in
     etl_check_confirmed are left out. Only reads. Exit 0 when clean, 3 when it
     finds something.
 
@@ -714,6 +715,11 @@ def _check_text(report: CheckReport, picture_path: Path | None) -> str:
         f"{c['suspect_rows']:,} suspect rows, {c['corporate_actions']:,} corporate actions "
         f"({c['unrecorded_corporate_actions']:,} unrecorded)",
     ]
+    if report.needs_official_ratio:
+        out.append(
+            f"  {c['needs_official_ratio']:,} detected ratios are not round: "
+            "needs_official_ratio (etl record-action)"
+        )
     if report.holes:
         out.append("Holes (symbol, first day, last day, trading days):")
         out += _capped(
@@ -732,6 +738,7 @@ def _check_text(report: CheckReport, picture_path: Path | None) -> str:
             [
                 f"  {a.symbol}  {a.ex_date}  {format(a.ratio, 'f'):>9}  {a.source}"
                 + ("" if a.recorded else "  unrecorded")
+                + ("  needs_official_ratio" if a in report.needs_official_ratio else "")
                 for a in report.corporate_actions
             ],
             len(report.corporate_actions),

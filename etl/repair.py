@@ -204,7 +204,7 @@ def record_splits(job: Job, actions: list[CorporateAction]) -> int:
     try:
         with conn.cursor() as cur:
             cur.adbc_ingest("etl_stage_actions", stage.to_arrow(), mode="replace", temporary=True)
-            cur.execute(query("corporate_record"))
+            cur.execute(query("corporate_record"), (False,))
             recompute([(a.symbol, a.ex_date) for a in actions], cur)
         job.loader.before_commit()  # nothing is committed once the lock is gone
         conn.commit()
