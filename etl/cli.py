@@ -716,8 +716,9 @@ def _check_text(report: CheckReport, picture_path: Path | None) -> str:
         f"({c['unrecorded_corporate_actions']:,} unrecorded)",
     ]
     if report.needs_official_ratio:
+        n = c["needs_official_ratio"]
         out.append(
-            f"  {c['needs_official_ratio']:,} detected ratios are not round: "
+            f"  {n:,} detected {'ratio is' if n == 1 else 'ratios are'} not round: "
             "needs_official_ratio (etl record-action)"
         )
     if report.holes:

@@ -378,9 +378,11 @@ def _daily_rows(rows: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Resul
 def _derive(rows: pl.DataFrame) -> pl.DataFrame:
     """The derived columns, plus ``pct_out_of_range``: True where the change in
     percent did not fit NUMERIC(8,4) and price_change_pct is left NULL, and
-    ``action_ratio``: the estimated ratio where the open jumps beyond any daily
-    limit from the previous close (a share split, merge or conversion: see
-    etl/corporate.py), else null.
+    ``action_ratio``: the estimated ratio where the row is an ex-date (a share
+    split, merge or conversion: an open beyond the ETF's daily limit from the
+    previous close that the whole bar agrees with; see etl/corporate.py), else
+    null. The previous close is the row before in the batch (the source answered
+    nothing for the days between) or the stored one before the fetched range.
 
     On such an ex-date the change refers to the previous close in the new
     shares, round(previous close / ratio, 4), never to the unadjusted close.
