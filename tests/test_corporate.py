@@ -549,3 +549,26 @@ def test_a_gap_in_the_source_gives_a_false_split_that_the_fill_drops(etl, db, un
     check = etl("check", "--symbol", symbol)
     assert check.exit_code == 0, check.stdout
     assert check.summary["corporate_actions"] == []
+
+
+def test_an_overwrite_of_the_ex_date_row_estimates_the_action_again(etl, db, universe):
+    """The source corrects the ex-date bar: --overwrite stores it, and the detected
+    action follows the row: a new estimate, then none once the jump is gone."""
+    symbol, ex = "SH.560767", EX.isoformat()
+    first, events, missing = SHAPES[symbol]
+    shape(universe, symbol, first, events, missing)
+    assert etl("sync").exit_code == 0
+    assert actions(db)[symbol][1] == Decimal("2.0833")
+
+    from_ex = len([d for d in universe.trading_days() if d >= EX])  # every later close moves
+    shape(universe, symbol, first, {EX: ("1.000", "1.010", "0.990", "1.000")})
+    out = etl("sync-prices", "--full", "--overwrite", "--symbol", symbol)
+    assert out.exit_code == 0 and out.summary["rows_updated"] == from_ex
+    assert actions(db)[symbol] == (ex, 2, "detected", 2, None)
+    assert change_on(db, symbol, ex)[2:] == (Decimal("0.0000"), Decimal("0.0000"))
+
+    shape(universe, symbol, first, {EX: ("1.980", "2.000", "1.970", "1.990")})
+    out = etl("sync-prices", "--full", "--overwrite", "--symbol", symbol)
+    assert out.exit_code == 0 and out.summary["rows_updated"] == from_ex
+    assert symbol not in actions(db)
+    assert change_on(db, symbol, ex)[2:] == (Decimal("-0.0100"), Decimal("-0.5000"))
