@@ -58,7 +58,7 @@ NOT_TRADING_DAY = "not_trading_day"  # its trading day is a weekend or a known h
 REASONS = (ZERO_VOLUME, OHLC, NOT_MIDNIGHT, NOT_TRADING_DAY)
 ZERO_VOLUME_STREAK = 5
 # The finding of a hole in etl_check_confirmed (a suspension the source has no row for).
-HOLE = "hole"
+HOLE = corporate.SUSPENSION
 
 DETECTED = "detected"
 _SHANGHAI = timedelta(hours=8)
@@ -244,7 +244,7 @@ def audit(
         latest={e: latest.get(e) for e in sorted(MARKETS) if MARKETS[e] in markets},
         holes=_unconfirmed_holes(raw, confirmed, calendar),
         suspect_rows=_suspect_rows(rows, confirmed),
-        corporate_actions=_actions(rows, chosen, recorded),
+        corporate_actions=_actions(rows, chosen, recorded, confirmed),
         seconds=time.perf_counter() - started,
         spans=spans,
         raw_holes=raw,
@@ -454,10 +454,11 @@ def _ratio(value: Decimal) -> Decimal:
 
 
 def _actions(
-    rows: pl.DataFrame, chosen: pl.DataFrame, recorded: list[tuple]
+    rows: pl.DataFrame, chosen: pl.DataFrame, recorded: list[tuple], confirmed: list[tuple]
 ) -> list[CorporateAction]:
     """Every ex-date the stored rows show (etl/corporate.py's rules over consecutive
-    stored rows) and every recorded action; a recorded one carries its own ratio."""
+    stored rows, the suspensions the source confirmed not counting as missing days)
+    and every recorded action; a recorded one carries its own ratio."""
     price = pl.Decimal(38, 10)
     jumps = rows.filter(
         pl.col("prev_close").is_not_null()
@@ -472,7 +473,8 @@ def _actions(
         "stock_name",
         *(pl.col(c).cast(price) for c in ("prev_close", "open_price", "high_price", "low_price")),
     )
-    jumps = jumps.with_columns(ratio=corporate.estimate_rows(jumps)).filter(
+    suspended = corporate.suspensions(confirmed)
+    jumps = jumps.with_columns(ratio=corporate.estimate_rows(jumps, suspended)).filter(
         pl.col("ratio").is_not_null()
     )
     found: dict[tuple[str, date], CorporateAction] = {}

@@ -11,8 +11,10 @@ A day is an ex-date only where
 * its previous stored row is the previous trading day, or at most
   ``MAX_SUSPENSION_DAYS`` trading days back (a fund is often suspended a day
   or two before its split; a sync asked the source for those days and got no
-  row). After a longer gap (a resumption after weeks of suspension) the price
-  may have moved anything: no estimate is made;
+  row), not counting the days of a suspension the source confirmed
+  (``etl check --repair`` records them). After a longer gap nobody confirmed
+  (days lost at the source, or a suspension of weeks not yet confirmed) no
+  estimate is made;
 * its open lies beyond the ETF's own limit from the previous close; and
 * the whole bar agrees with one ratio: in new shares (prices times the ratio)
   its high and low lie within the limit of the previous close, allowing the
@@ -59,8 +61,11 @@ JUMP_FLOOR = 1 - WIDE_LIMIT
 JUMP_CEILING = 1 + WIDE_LIMIT
 LOOSE_FLOOR = 1 - LIMIT
 LOOSE_CEILING = 1 + LIMIT
-# Trading days without a row between the previous stored row and an ex-date.
+# Trading days without a row between the previous stored row and an ex-date
+# (beyond the suspensions the source confirmed).
 MAX_SUSPENSION_DAYS = 2
+# The finding of a suspension in etl_check_confirmed.
+SUSPENSION = "hole"
 # An estimate within this share of a round ratio is taken as that ratio: the
 # open differs from the exchange's reference price by the first trade's move.
 SNAP_TOLERANCE = 0.03
@@ -82,9 +87,22 @@ def is_round(ratio: Decimal) -> bool:
     return any(ratio == Decimal(str(r)) for r in ROUND_RATIOS)
 
 
-def missing_trading_days(prev_day: pl.Series, day: pl.Series) -> pl.Series:
+# Per symbol, the (first, last) days of the suspensions the source confirmed
+# (etl_check_confirmed, finding 'hole': written by ``etl check --repair``).
+Suspensions = dict[str, list[tuple[date, date]]]
+
+
+def missing_trading_days(
+    prev_day: pl.Series,
+    day: pl.Series,
+    symbol: pl.Series | None = None,
+    suspended: Suspensions | None = None,
+) -> pl.Series:
     """Per pair, the trading days strictly between ``prev_day`` and ``day`` (the
-    calendar's; unknown weekdays count). Vectorised over one calendar span."""
+    calendar's; unknown weekdays count), less the days of a ``suspended`` range of
+    the pair's ``symbol``. Vectorised over one calendar span; only pairs further
+    apart than MAX_SUSPENSION_DAYS with a confirmed suspension are looked at one
+    by one (a few, at most)."""
     both = pl.concat([prev_day.drop_nulls(), day.drop_nulls()])
     if both.is_empty():
         return pl.Series([None] * len(day), dtype=pl.Int64)
@@ -92,11 +110,20 @@ def missing_trading_days(prev_day: pl.Series, day: pl.Series) -> pl.Series:
     days = pl.Series(trading_days_between(lo, hi), dtype=pl.Date)  # type: ignore[arg-type]
     after = days.search_sorted(prev_day, side="right")
     before = days.search_sorted(day, side="left")
-    return pl.select(
+    missing = pl.select(
         pl.when(prev_day.is_not_null() & day.is_not_null()).then(
             (before.cast(pl.Int64) - after.cast(pl.Int64)).clip(lower_bound=0)
         )
     ).to_series()
+    if not suspended or symbol is None:
+        return missing
+    far = (missing > MAX_SUSPENSION_DAYS).fill_null(False) & symbol.is_in(list(suspended))
+    calendar = days.to_list()
+    for i in far.arg_true().to_list():
+        ranges = suspended[symbol[i]]
+        gap = calendar[after[i] : before[i]]
+        missing[i] = sum(1 for d in gap if not any(a <= d <= b for a, b in ranges))
+    return missing
 
 
 def estimated_ratio(
@@ -144,10 +171,12 @@ def estimated_ratio(
     return pl.when(found > 0).then(found)
 
 
-def estimate_rows(rows: pl.DataFrame) -> pl.Series:
+def estimate_rows(rows: pl.DataFrame, suspended: Suspensions | None = None) -> pl.Series:
     """``estimated_ratio`` of every row of ``rows`` (prev_day, day, prev_close,
-    open_price, high_price, low_price, stock_name), as a RATIO series."""
-    missing = missing_trading_days(rows["prev_day"], rows["day"])
+    open_price, high_price, low_price, stock_name; symbol with ``suspended``), as a
+    RATIO series. Days of a ``suspended`` range do not count as missing."""
+    symbol = rows["symbol"] if suspended else None
+    missing = missing_trading_days(rows["prev_day"], rows["day"], symbol, suspended)
     return (
         rows.with_columns(_missing=missing)
         .select(
@@ -200,7 +229,7 @@ def reestimate(cur: Any) -> int:
         *(pl.col(c).cast(pl.String).cast(PRICE) for c in ("prev_close", "open_price")),
         *(pl.col(c).cast(pl.String).cast(PRICE) for c in ("high_price", "low_price")),
     )
-    near = near.with_columns(ratio=estimate_rows(near))
+    near = near.with_columns(ratio=estimate_rows(near, _suspensions(cur, near)))
     moved = near.filter(pl.col("ratio").cast(pl.Decimal(38, 10)).ne_missing(pl.col("old")))
     if moved.is_empty():
         return 0
@@ -209,3 +238,24 @@ def reestimate(cur: Any) -> int:
     cur.execute(query("corporate_reestimate"))
     recompute(list(stage.select("symbol", "ex_date").iter_rows()), cur)
     return moved.height
+
+
+def suspensions(confirmed: list[tuple]) -> Suspensions:
+    """The confirmed suspensions among (symbol, finding, first_day, last_day) rows."""
+    out: Suspensions = {}
+    for symbol, finding, first, last in confirmed:
+        if finding == SUSPENSION:
+            out.setdefault(symbol, []).append((first, last))
+    return out
+
+
+def _suspensions(cur: Any, near: pl.DataFrame) -> Suspensions | None:
+    """The confirmed suspensions of the symbols of ``near`` whose previous row lies
+    too far back to count otherwise; None (no query) where none does."""
+    missing = missing_trading_days(near["prev_day"], near["day"])
+    far = near.filter((missing > MAX_SUSPENSION_DAYS).fill_null(False))
+    if far.is_empty():
+        return None
+    symbols = "{" + ",".join(far["symbol"].unique().sort().to_list()) + "}"
+    cur.execute(query("check_confirmed"), (symbols,))
+    return suspensions(cur.fetchall())

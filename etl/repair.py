@@ -121,6 +121,8 @@ def repair(job: Job, exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> di
     after = audit(job.db, exchanges=exchanges, symbols=symbols) if ranges else before
     if ranges:
         confirmed = record_confirmed(job, confirmations(after, ranges, answered_days(job)))
+        if confirmed:  # a suspension now confirmed may make the day after it an ex-date
+            after = audit(job.db, exchanges=exchanges, symbols=symbols)
     splits = record_splits(job, after.unrecorded_actions)
     plan = Plan(
         pl.DataFrame({"symbol": [r.symbol for r in ranges]}, schema={"symbol": pl.String}),

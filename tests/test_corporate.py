@@ -572,3 +572,38 @@ def test_an_overwrite_of_the_ex_date_row_estimates_the_action_again(etl, db, uni
     assert out.exit_code == 0 and out.summary["rows_updated"] == from_ex
     assert symbol not in actions(db)
     assert change_on(db, symbol, ex)[2:] == (Decimal("-0.0100"), Decimal("-0.5000"))
+
+
+def test_a_jump_after_a_confirmed_long_suspension_is_recorded_for_an_official_ratio(
+    etl, db, universe
+):
+    """A month without a row, then an open 30% lower: nothing is detected while the
+    gap is unexplained. Once the repair has the source confirm the suspension, the
+    day after it is an ex-date like any other, and its unround ratio is a finding."""
+    symbol, ex = "SZ.159711", EX.isoformat()
+    shape(universe, symbol, *SHAPES[symbol])
+    assert etl("sync").exit_code == 0
+    assert symbol not in actions(db)
+    before = etl("check", "--symbol", symbol)
+    assert before.exit_code == 3
+    assert [(h["start"], h["end"]) for h in before.summary["holes"]] == [
+        ("2024-02-01", "2024-03-01")
+    ]
+    assert before.summary["corporate_actions"] == []
+
+    repaired = etl("check", "--repair", "--symbol", symbol)
+    assert repaired.exit_code == 3, repaired.stdout
+    assert repaired.summary["repair"]["findings_confirmed"] == 1
+    assert repaired.summary["repair"]["splits_recorded"] == 1
+    assert repaired.summary["holes"] == []
+    assert [(a["ex_date"], a["ratio"]) for a in repaired.summary["needs_official_ratio"]] == [
+        (ex, 1.4286)
+    ]
+    assert actions(db)[symbol] == (ex, Decimal("1.4286"), "detected", Decimal("1.4286"), None)
+    assert change_on(db, symbol, ex)[2:] == adjusted_change(
+        Decimal("2.000"), Decimal("1.420"), Decimal("1.4286")
+    )
+    # A later load around it estimates it again with the same confirmed days: it stays.
+    again = etl("sync-prices", "--full", "--overwrite", "--symbol", symbol)
+    assert again.exit_code == 0 and again.summary["rows_updated"] == 0
+    assert actions(db)[symbol][1] == Decimal("1.4286")
