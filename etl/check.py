@@ -25,8 +25,9 @@ For every ETF (``stock_info.is_etf = 'Y'``) it reports
   a finding until the official ratio is recorded (``etl record-action``).
 
 A stored row's trading day is its calendar date in Asia/Shanghai,
-``(trade_date + 8 h)::date``. Weekdays beyond the holiday tables count as
-trading days.
+``(trade_date + 8 h)::date``. A weekday beyond the holiday table counts as a
+trading day of an exchange only where an ETF of that exchange has a row on it:
+one nobody traded on was a closure (etl/calendar.py).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import Any
 import polars as pl
 
 from etl import corporate
-from etl.calendar import is_trading_day
+from etl.calendar import closed_days, trading_days, unknown_days
 from etl.db import Database
 from etl.errors import DatabaseError
 from etl.sqlfiles import query
@@ -54,7 +55,7 @@ from etl.symbols import EXCHANGES, MARKETS, check_symbol
 ZERO_VOLUME = "zero_volume"  # one of >= ZERO_VOLUME_STREAK consecutive stored rows with volume 0
 OHLC = "ohlc"  # high below open, close or low; low above open or close; a price <= 0; a null o/h/l
 NOT_MIDNIGHT = "not_midnight"  # trade_date not at 00:00 (the older system's 16:00 rows)
-NOT_TRADING_DAY = "not_trading_day"  # its trading day is a weekend or a known holiday
+NOT_TRADING_DAY = "not_trading_day"  # its trading day is a weekend or a known closure
 REASONS = (ZERO_VOLUME, OHLC, NOT_MIDNIGHT, NOT_TRADING_DAY)
 ZERO_VOLUME_STREAK = 5
 # The finding of a hole in etl_check_confirmed (a suspension the source has no row for).
@@ -109,6 +110,11 @@ class CheckReport:
     # coverage picture).
     spans: pl.DataFrame = field(repr=False, compare=False, default_factory=pl.DataFrame)
     raw_holes: list[Hole] = field(repr=False, compare=False, default_factory=list)
+    # Exchange -> the weekdays beyond the holiday table on which an ETF of it has a row:
+    # its trading days there (etl.calendar.trading_days).
+    traded_unknown: dict[str, frozenset[date]] = field(
+        repr=False, compare=False, default_factory=dict
+    )
 
     @property
     def unrecorded_actions(self) -> list[CorporateAction]:
@@ -159,26 +165,6 @@ class CheckReport:
         }
 
 
-def trading_calendar(first: date, last: date) -> list[date]:
-    """Days in [first, last] that are, or may be, trading days (unknown weekdays count)."""
-    out, day = [], first
-    while day <= last:
-        if is_trading_day(day) is not False:
-            out.append(day)
-        day += timedelta(days=1)
-    return out
-
-
-def closed_days(first: date, last: date) -> list[date]:
-    """Days in [first, last] known to be no trading day: weekends and official holidays."""
-    out, day = [], first
-    while day <= last:
-        if is_trading_day(day) is False:
-            out.append(day)
-        day += timedelta(days=1)
-    return out
-
-
 def _array(values: Iterable[Any]) -> str:
     """A PostgreSQL array literal of plain values (symbols, ISO dates), for a bound parameter."""
     return "{" + ",".join(str(v) for v in values) + "}"
@@ -208,12 +194,18 @@ def audit(
                 lo = stored["first_day"].min() if stored.height else None
                 hi = stored["last_day"].max() if stored.height else None
                 rows, recorded, confirmed = _empty_rows(), [], []
+                latest = _latest(etfs)
+                # The calendar runs to the latest day any ETF of an exchange has stored.
+                last = max([hi, *(d for d in latest.values() if d is not None)]) if hi else None
+                traded: dict[str, frozenset[date]] = {}
                 if names:
                     if lo is not None and hi is not None:
                         names_stored = stored["symbol"].to_list()
                         rows = _candidate_rows(db, cur, snapshot, names_stored, lo, hi)
                     recorded = _tuples(cur, query("check_recorded"), (_array(names),))
                     confirmed = _tuples(cur, query("check_confirmed"), (_array(names),))
+                    if lo is not None and last is not None:
+                        traded = _traded_unknown_days(cur, unknown_days(lo, last), markets)
         except DatabaseError:
             raise
         except Exception as exc:
@@ -223,29 +215,35 @@ def audit(
         finally:
             conn.rollback()
 
-    latest = _latest(etfs)
-    calendar_end = max([d for d in latest.values() if d is not None], default=hi)
-    calendar = pl.Series(
-        "day",
-        trading_calendar(lo, max(hi, calendar_end)) if lo and hi and calendar_end else [],
-        dtype=pl.Date,
-    )
     rows = rows.with_columns(
         day=(pl.col("trade_date") + _SHANGHAI).dt.date(),
         prev_day=(pl.col("prev_ts") + _SHANGHAI).dt.date(),
     )
-    raw = _interior_holes(rows, calendar) + _trailing_holes(chosen, latest, calendar)
+    raw: list[Hole] = []
+    holes: list[Hole] = []
+    # Per exchange: a weekday beyond the holiday table is a trading day of its own ETFs
+    # only where one of them has a row.
+    for market in sorted(set(chosen["market_code"].to_list()) & set(EXCHANGES)):
+        days = trading_days(lo, last, traded.get(market, ())) if lo and last else []
+        calendar = pl.Series("day", days, dtype=pl.Date)
+        etfs_here = chosen.filter(pl.col("market_code") == market)
+        mine = rows.filter(pl.col("symbol").is_in(etfs_here["symbol"].implode()))
+        found = _interior_holes(mine, calendar) + _trailing_holes(etfs_here, latest, calendar)
+        raw += found
+        holes += _unconfirmed_holes(found, confirmed, calendar)
     raw.sort(key=lambda h: (h.symbol, h.start))
+    holes.sort(key=lambda h: (h.symbol, h.start))
     spans = chosen.with_columns(
         pl.col("market_code").replace_strict(EXCHANGES, default=None).alias("exchange")
     )
     return CheckReport(
         etfs=chosen.height,
         latest={e: latest.get(e) for e in sorted(MARKETS) if MARKETS[e] in markets},
-        holes=_unconfirmed_holes(raw, confirmed, calendar),
+        holes=holes,
         suspect_rows=_suspect_rows(rows, confirmed),
         corporate_actions=_actions(rows, chosen, recorded, confirmed),
         seconds=time.perf_counter() - started,
+        traded_unknown={EXCHANGES[m]: days for m, days in traded.items()},
         spans=spans,
         raw_holes=raw,
     )
@@ -308,6 +306,20 @@ def _frame(cur: Any, sql: str, params: tuple | None = None) -> pl.DataFrame:
 def _tuples(cur: Any, sql: str, params: tuple) -> list[tuple]:
     cur.execute(sql, params)
     return cur.fetchall()
+
+
+def _traded_unknown_days(
+    cur: Any, days: list[date], markets: Iterable[str]
+) -> dict[str, frozenset[date]]:
+    """Market -> which of ``days`` (weekdays beyond the holiday table) an ETF of it has a
+    stored row on. No unknown day: no query."""
+    if not days:
+        return {}
+    found: dict[str, set[date]] = {}
+    params = (_array(d.isoformat() for d in days), _array(sorted(markets)))
+    for market, day in _tuples(cur, query("check_traded_days"), params):
+        found.setdefault(market, set()).add(day)
+    return {m: frozenset(d) for m, d in found.items()}
 
 
 def _empty_rows() -> pl.DataFrame:

@@ -18,7 +18,7 @@ import polars as pl
 
 from etl import history, transform
 from etl.api import Fetched, TsanghiClient
-from etl.calendar import is_trading_day
+from etl.calendar import is_trading_day, stale_table_warning
 from etl.db import Database
 from etl.errors import ApiError, SnapshotError, StageError
 from etl.extract import Request, fetch_all
@@ -167,10 +167,13 @@ def _broken_days(answers: list[Fetched], latest: dict[str, date | None]) -> list
     """Exchanges whose per-day answers cannot be trusted to be complete.
 
     A request that failed, or an empty answer for a day that was not a known
-    holiday: a trading day by the calendar, a day the other exchange traded
-    (XSHG and XSHE share one calendar), a day beyond the calendar's tables, or
-    the undated latest day itself. Taking such an answer for a holiday would
-    leave that day behind the next day's rows for good.
+    closure: a trading day by the calendar, a day the other exchange traded
+    (XSHG and XSHE share one calendar), or the undated latest day itself.
+    Taking such an answer for a holiday would leave that day behind the next
+    day's rows for good. A weekday beyond the calendar's table with an empty
+    answer for the whole exchange, before a later day it has rows for, was a
+    closure (etl/calendar.py): the data of that later day is out, so the data
+    of this one would be too.
     """
 
     def day(f: Fetched) -> str | None:
@@ -187,7 +190,11 @@ def _broken_days(answers: list[Fetched], latest: dict[str, date | None]) -> list
         asked = day(f)
         if asked is None or asked in traded:
             return True
-        return is_trading_day(date.fromisoformat(asked)) is not False
+        known = is_trading_day(date.fromisoformat(asked))
+        if known is None:
+            undated = latest.get(f.exchange)
+            return undated is None or asked >= undated.isoformat()
+        return known
 
     return sorted({f.exchange for f in answers if broken(f)})
 
@@ -197,6 +204,9 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     parts while normalize and load work through them."""
     assert job.client is not None
     started = time.monotonic()
+    if stale := stale_table_warning():  # every weekday of this year is asked of the API
+        job.warnings.append(stale)
+        log.warning(stale)
     tally = PriceTally()
     done_before = finish_pending(job, tally)
     before = (

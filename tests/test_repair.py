@@ -48,13 +48,10 @@ def hole_days(report: dict) -> dict[str, list[str]]:
 
 
 def trading_days(first: str, last: str) -> list[date]:
-    from datetime import timedelta
+    """As the test API's own calendar has them (never etl.calendar's)."""
+    from fakeapi.universe import trading_days_between
 
-    from etl.calendar import trading_days_between
-
-    return trading_days_between(
-        date.fromisoformat(first) - timedelta(days=1), date.fromisoformat(last)
-    )
+    return trading_days_between(date.fromisoformat(first), date.fromisoformat(last))
 
 
 def official_conversion(etl) -> None:
