@@ -271,7 +271,7 @@ def _candidate_rows(
     """check_rows.sql for these ETFs: on this transaction's cursor, or in parts on one
     connection per CPU that share its snapshot (the same rows, read in parallel)."""
     closed = _array(f'"{d.isoformat()} 00:00:00"' for d in closed_days(lo, hi))
-    limits = (str(corporate.LOOSE_FLOOR), str(corporate.LOOSE_CEILING))
+    limits = (str(corporate.CANDIDATE_FLOOR), str(corporate.CANDIDATE_CEILING))
     sql = query("check_rows")
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
     if snapshot is None or len(names) < PARALLEL_MIN_ETFS or workers < 2:

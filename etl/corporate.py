@@ -56,11 +56,10 @@ TICK = 0.001
 # An ETF whose name says it tracks a ChiNext (创业板) or STAR (科创) index, or both
 # (双创), has the wide limit.
 WIDE_LIMIT_NAMES = ("创业", "科创", "双创")
-# The widest band an open can lie in without a split, for a first cheap pass.
-JUMP_FLOOR = 1 - WIDE_LIMIT
-JUMP_CEILING = 1 + WIDE_LIMIT
-LOOSE_FLOOR = 1 - LIMIT
-LOOSE_CEILING = 1 + LIMIT
+# A first cheap pass over every row keeps only opens beyond the narrowest limit
+# from the previous close: the candidates the rules below look at.
+CANDIDATE_FLOOR = 1 - LIMIT
+CANDIDATE_CEILING = 1 + LIMIT
 # Trading days without a row between the previous stored row and an ex-date
 # (beyond the suspensions the source confirmed).
 MAX_SUSPENSION_DAYS = 2

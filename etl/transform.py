@@ -17,7 +17,7 @@ from datetime import date
 import polars as pl
 
 from etl import decode
-from etl.corporate import LOOSE_CEILING, LOOSE_FLOOR, adjusted_prev_close, estimate_rows
+from etl.corporate import CANDIDATE_CEILING, CANDIDATE_FLOOR, adjusted_prev_close, estimate_rows
 from etl.schema import (  # noqa: F401 - re-exported: the transform's vocabulary
     DAILY_SCHEMA,
     LIST_SCHEMA,
@@ -436,7 +436,7 @@ def _with_actions(rows: pl.DataFrame) -> pl.DataFrame:
     """
     jump = pl.col("open_price").cast(pl.Float64) / pl.col("_prev").cast(pl.Float64)
     candidates = rows.select(
-        ((jump < LOOSE_FLOOR) | (jump > LOOSE_CEILING)).fill_null(False).arg_true()
+        ((jump < CANDIDATE_FLOOR) | (jump > CANDIDATE_CEILING)).fill_null(False).arg_true()
     ).to_series()
     ratio = pl.repeat(None, rows.height, dtype=RATIO, eager=True)
     base = rows["_prev"]

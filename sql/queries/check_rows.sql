@@ -11,8 +11,8 @@
 --   * its trade_date is not at midnight, or is one of the closed days passed in
 --     (weekends and known holidays, at midnight);
 --   * its open lies outside [floor, ceiling] x the previous stored close
---     (etl/corporate.py's LOOSE_FLOOR / LOOSE_CEILING, the narrowest daily limit,
---     passed in): etl/corporate.py decides whether it is an ex-date.
+--     (etl/corporate.py's CANDIDATE_FLOOR / CANDIDATE_CEILING, the narrowest
+--     daily limit, passed in): etl/corporate.py decides whether it is an ex-date.
 -- $1 symbols (text[]), $2 closed days (timestamp[]), $3 floor, $4 ceiling. They are
 -- read once from a materialized CTE: a cast of a parameter would run per row.
 WITH params AS MATERIALIZED (
