@@ -472,9 +472,10 @@ def _actions(
     stored rows, the suspensions the source confirmed not counting as missing days)
     and every recorded action; a recorded one carries its own ratio."""
     price = pl.Decimal(38, 10)
+    # Most rows come back for a gap or a volume: only the candidates pay for the rules.
+    jump = pl.col("open_price").cast(pl.Float64) / pl.col("prev_close").cast(pl.Float64)
     jumps = rows.filter(
-        pl.col("prev_close").is_not_null()
-        & pl.col("open_price").is_not_null()
+        ((jump < corporate.CANDIDATE_FLOOR) | (jump > corporate.CANDIDATE_CEILING)).fill_null(False)
         & pl.col("high_price").is_not_null()
         & pl.col("low_price").is_not_null()
     ).join(chosen.select("symbol", "stock_name"), on="symbol", how="left")
