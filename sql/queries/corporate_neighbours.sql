@@ -2,7 +2,9 @@
 -- symbols (etl_stage_sync: symbol, min_date, max_date) on or after the first day
 -- the batch holds, whose previous stored row is not after its last day. With the
 -- ex-date row and the stored row before it (its trading day, as etl/corporate.py
--- estimates again from them). Usually none: an index probe per symbol.
+-- estimates again from them). An action with no stored row before it is left as
+-- it is: nothing there to measure a jump against. Usually none: an index probe
+-- per symbol.
 SELECT a.symbol,
        a.ex_date,
        a.ratio::text AS ratio,
@@ -26,11 +28,11 @@ JOIN LATERAL (
       AND q.trade_date < a.ex_date + interval '16 hours'
     LIMIT 1
 ) AS d ON TRUE
-LEFT JOIN LATERAL (
+JOIN LATERAL (
     SELECT q.trade_date, q.close_price
     FROM stock_daily_data AS q
     WHERE q.symbol = a.symbol AND q.trade_date < d.trade_date
     ORDER BY q.trade_date DESC
     LIMIT 1
 ) AS p ON TRUE
-WHERE p.trade_date IS NULL OR p.trade_date < s.max_date + interval '16 hours'
+WHERE p.trade_date < s.max_date + interval '16 hours'
