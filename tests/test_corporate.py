@@ -14,9 +14,10 @@ import pytest
 from crashhelper import checksums
 from fakeapi import STANDARD_ACTIONS, is_trading_day
 
+from etl.corporate import estimate_rows
 from etl.db import Database
 from etl.load import Loader
-from etl.schema import DAILY_SCHEMA
+from etl.schema import DAILY_SCHEMA, PRICE
 
 FOUR = Decimal("0.0001")
 SPLIT, MERGE, CONVERSION = (a.symbol for a in STANDARD_ACTIONS)
@@ -341,8 +342,6 @@ NARROW, WIDE = "沪深300ETF华泰柏瑞", "创业板ETF易方达"  # daily limi
 
 
 def _estimate(prev_day: date, day: date, prev: str, o: str, h: str, lo: str, name: str):
-    from etl.corporate import estimate_rows
-
     frame = pl.DataFrame(
         {
             "prev_day": [prev_day],
@@ -353,8 +352,9 @@ def _estimate(prev_day: date, day: date, prev: str, o: str, h: str, lo: str, nam
             "low_price": [Decimal(lo)],
             "stock_name": [name],
         },
-        schema_overrides={c: pl.Decimal(10, 4) for c in ("prev_close", "open_price")}
-        | {c: pl.Decimal(10, 4) for c in ("high_price", "low_price")},
+        schema_overrides={
+            c: PRICE for c in ("prev_close", "open_price", "high_price", "low_price")
+        },
     )
     value = estimate_rows(frame)[0]
     return None if value is None else value.normalize()
