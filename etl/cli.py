@@ -53,7 +53,8 @@ Exit codes:
   2  bad usage (unknown option, invalid value)
   3  partial: some symbols or an exchange failed, or rows were rejected
      (over ETL_REJECT_PARTIAL_SHARE, 0 = any); everything else loaded.
-     etl check: it found holes, suspect rows or unrecorded splits
+     etl check: it found holes, suspect rows, unrecorded splits or
+     detected ratios that need the official one
   4  another sync is running on this database (see --wait)
   130, 143  interrupted by SIGINT or SIGTERM: what had arrived is
      loaded, the run is recorded as interrupted
