@@ -99,7 +99,9 @@ _ERROR_STATUS = {EXIT_FAILED: "failed", 2: "usage_error", EXIT_LOCKED: "locked"}
 
 def _error_object(message: str, exit_code: int) -> str:
     status = _ERROR_STATUS.get(exit_code, "failed")
-    return jsonout.dumps({"status": status, "exit_code": exit_code, "error": message})
+    return jsonout.dumps(
+        {"status": status, "exit_code": exit_code, "error": message, "reasons": [message]}
+    )
 
 
 def _wants_json(args: Sequence[str]) -> bool:

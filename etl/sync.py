@@ -70,7 +70,8 @@ def sync_lists(job: Job, exchanges: Iterable[str]) -> dict[str, Any]:
         fetched = job.client.etf_list(exchange)  # AuthError ends the run here
         job.snapshot.append_raw("list", [fetched])
         results[exchange] = apply_list(job, fetched_frame([fetched]), exchange)
-    if all(r["status"] == "failed" and "error" in r for r in results.values()):
+    failed = [r["status"] == "failed" and "error" in r for r in results.values()]
+    if all(failed) and not job.stop.is_set():  # a stopped run is interrupted, not failed
         # Not one list came: a wrong base URL, a dead API or a used-up quota.
         # Thousands of price requests would fail the same way: stop here.
         raise ApiError(
@@ -138,6 +139,7 @@ def list_summary(results: dict[str, dict[str, Any]], policy: Policy) -> dict[str
             if r["status"] == "partial"
         ),
         what="ETF lists",
+        names=[ex for ex, r in results.items() if r["status"] == "failed"],
     )
     return {
         "status": outcome.status,
@@ -343,16 +345,18 @@ def _load_failed(job: Job, error: StageError) -> StageError:
 
 def price_summary(job: Job, plan: Plan, tally: PriceTally, seconds: float) -> dict[str, Any]:
     total = plan.symbols.height
-    attempted = total - plan.up_to_date
+    attempted = total - plan.up_to_date - tally.not_fetched
     failed = len(tally.failed)
-    attempted -= tally.not_fetched
+    # The failed share is over every ETF of the run, up to date or not: an ETF
+    # failing every evening must not fail the evenings when few others needed a request.
     outcome = decide(
         Policy.from_settings(job.settings),
-        units=attempted,
+        units=total,
         failed=failed,
         rows_ok=tally.rows_valid,
         rows_rejected=tally.rows_rejected,
         stopped=job.client.breaker.reason if job.client else None,
+        names=sorted(tally.failed),
     )
     if tally.rows_pct_out_of_range:
         job.warnings.append(
