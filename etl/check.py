@@ -17,10 +17,12 @@ For every ETF (``stock_info.is_etf = 'Y'``) it reports
   and, while it is active, the trading days after its last stored row up to the
   latest trading day any ETF of its exchange has stored (capped at a delist date);
 * **suspect rows**, one entry per row and reason (see ``REASONS``);
-* **corporate actions**: every open/previous-close jump beyond any daily limit
-  (``etl.corporate.estimated_ratio`` over consecutive stored rows) and every
-  recorded action of ``etl_corporate_actions``; a recorded one carries its own
-  ratio and source, an unrecorded one is ``detected`` and a finding.
+* **corporate actions**: every ex-date the stored rows show (``etl.corporate``'s
+  rules over consecutive stored rows) and every recorded action of
+  ``etl_corporate_actions``; a recorded one carries its own ratio and source, an
+  unrecorded one is ``detected`` and a finding;
+* **needs_official_ratio**: the detected actions whose estimate is no round ratio:
+  a finding until the official ratio is recorded (``etl record-action``).
 
 A stored row's trading day is its calendar date in Asia/Shanghai,
 ``(trade_date + 8 h)::date``. A weekday beyond the holiday table counts as a
@@ -57,7 +59,7 @@ NOT_TRADING_DAY = "not_trading_day"  # its trading day is a weekend or a known c
 REASONS = (ZERO_VOLUME, OHLC, NOT_MIDNIGHT, NOT_TRADING_DAY)
 ZERO_VOLUME_STREAK = 5
 # The finding of a hole in etl_check_confirmed (a suspension the source has no row for).
-HOLE = "hole"
+HOLE = corporate.SUSPENSION
 
 DETECTED = "detected"
 _SHANGHAI = timedelta(hours=8)
@@ -119,9 +121,22 @@ class CheckReport:
         return [a for a in self.corporate_actions if not a.recorded]
 
     @property
+    def needs_official_ratio(self) -> list[CorporateAction]:
+        """Detected actions whose estimate is no round ratio (a conversion, a split that
+        opened off, a large dividend): only the fund's announcement gives the factor."""
+        return [
+            a
+            for a in self.corporate_actions
+            if a.source == DETECTED and not corporate.is_round(a.ratio)
+        ]
+
+    @property
     def clean(self) -> bool:
-        """No hole, no suspect row, no corporate action left unrecorded."""
-        return not (self.holes or self.suspect_rows or self.unrecorded_actions)
+        """No hole, no suspect row, no corporate action left unrecorded or with an
+        estimated ratio that needs the official one."""
+        return not (
+            self.holes or self.suspect_rows or self.unrecorded_actions or self.needs_official_ratio
+        )
 
     @property
     def counts(self) -> dict[str, int]:
@@ -132,6 +147,7 @@ class CheckReport:
             "suspect_rows": len(self.suspect_rows),
             "corporate_actions": len(self.corporate_actions),
             "unrecorded_corporate_actions": len(self.unrecorded_actions),
+            "needs_official_ratio": len(self.needs_official_ratio),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -145,6 +161,7 @@ class CheckReport:
             "holes": [asdict(h) for h in self.holes],
             "suspect_rows": [asdict(s) for s in self.suspect_rows],
             "corporate_actions": [asdict(a) for a in self.corporate_actions],
+            "needs_official_ratio": [asdict(a) for a in self.needs_official_ratio],
         }
 
 
@@ -224,7 +241,7 @@ def audit(
         latest={e: latest.get(e) for e in sorted(MARKETS) if MARKETS[e] in markets},
         holes=holes,
         suspect_rows=_suspect_rows(rows, confirmed),
-        corporate_actions=_actions(rows, recorded),
+        corporate_actions=_actions(rows, chosen, recorded, confirmed),
         seconds=time.perf_counter() - started,
         traded_unknown={EXCHANGES[m]: days for m, days in traded.items()},
         spans=spans,
@@ -254,7 +271,7 @@ def _candidate_rows(
     """check_rows.sql for these ETFs: on this transaction's cursor, or in parts on one
     connection per CPU that share its snapshot (the same rows, read in parallel)."""
     closed = _array(f'"{d.isoformat()} 00:00:00"' for d in closed_days(lo, hi))
-    limits = (str(corporate.JUMP_FLOOR), str(corporate.JUMP_CEILING))
+    limits = (str(corporate.CANDIDATE_FLOOR), str(corporate.CANDIDATE_CEILING))
     sql = query("check_rows")
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
     if snapshot is None or len(names) < PARALLEL_MIN_ETFS or workers < 2:
@@ -314,6 +331,8 @@ def _empty_rows() -> pl.DataFrame:
             "prev_ts": ts,
             "prev_close": pl.String,
             "open_price": pl.String,
+            "high_price": pl.String,
+            "low_price": pl.String,
             "zero_volume": pl.Boolean,
             "bad_ohlc": pl.Boolean,
         }
@@ -446,16 +465,30 @@ def _ratio(value: Decimal) -> Decimal:
     return value.normalize()
 
 
-def _actions(rows: pl.DataFrame, recorded: list[tuple]) -> list[CorporateAction]:
-    jumps = (
-        rows.filter(pl.col("prev_close").is_not_null() & pl.col("open_price").is_not_null())
-        .with_columns(
-            ratio=corporate.estimated_ratio(
-                pl.col("prev_close").cast(pl.Decimal(38, 10)),
-                pl.col("open_price").cast(pl.Decimal(38, 10)),
-            )
-        )
-        .filter(pl.col("ratio").is_not_null())
+def _actions(
+    rows: pl.DataFrame, chosen: pl.DataFrame, recorded: list[tuple], confirmed: list[tuple]
+) -> list[CorporateAction]:
+    """Every ex-date the stored rows show (etl/corporate.py's rules over consecutive
+    stored rows, the suspensions the source confirmed not counting as missing days)
+    and every recorded action; a recorded one carries its own ratio."""
+    price = pl.Decimal(38, 10)
+    # Most rows come back for a gap or a volume: only the candidates pay for the rules.
+    jump = pl.col("open_price").cast(pl.Float64) / pl.col("prev_close").cast(pl.Float64)
+    jumps = rows.filter(
+        ((jump < corporate.CANDIDATE_FLOOR) | (jump > corporate.CANDIDATE_CEILING)).fill_null(False)
+        & pl.col("high_price").is_not_null()
+        & pl.col("low_price").is_not_null()
+    ).join(chosen.select("symbol", "stock_name"), on="symbol", how="left")
+    jumps = jumps.select(
+        "symbol",
+        "day",
+        "prev_day",
+        "stock_name",
+        *(pl.col(c).cast(price) for c in ("prev_close", "open_price", "high_price", "low_price")),
+    )
+    suspended = corporate.suspensions(confirmed)
+    jumps = jumps.with_columns(ratio=corporate.estimate_rows(jumps, suspended)).filter(
+        pl.col("ratio").is_not_null()
     )
     found: dict[tuple[str, date], CorporateAction] = {}
     for symbol, day, ratio in jumps.select("symbol", "day", "ratio").iter_rows():

@@ -232,6 +232,7 @@ def test_check_reports_exactly_the_planted_holes_rows_and_splits(etl, synced, un
         "suspect_rows": len(SUSPECT),
         "corporate_actions": 3,
         "unrecorded_corporate_actions": unrecorded,
+        "needs_official_ratio": 0,
     }
     assert report["clean"] is False and report["status"] == "findings"
     assert report["latest"] == {"XSHE": "2024-03-29", "XSHG": "2024-03-29"}
