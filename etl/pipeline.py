@@ -33,8 +33,8 @@ from typing import Any
 
 import polars as pl
 
-from etl import queries
-from etl import sync as jobs
+from etl import lists, prices, queries
+from etl import replay as replays
 from etl.check import CheckReport, audit
 from etl.context import Job, Progress
 from etl.corporate import recompute
@@ -48,6 +48,7 @@ from etl.settings import Settings
 from etl.snapshot import new_run_id
 from etl.sqlfiles import query
 from etl.symbols import MARKETS, check_symbol
+from etl.sync import sync_all
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def sync(
     progress: Progress | None = None,
 ) -> RunResult:
     """The nightly job: ETF lists, then daily prices."""
-    return _prices(settings, "sync", jobs.sync_all, options, wait, progress)
+    return _prices(settings, "sync", sync_all, options, wait, progress)
 
 
 def sync_lists(
@@ -139,7 +140,7 @@ def sync_lists(
     summary = execute(
         settings,
         "sync-list",
-        lambda job: jobs.sync_lists(job, chosen),
+        lambda job: lists.sync_lists(job, chosen),
         needs_api=True,
         options={"exchanges": list(chosen)},
         wait=wait,
@@ -155,7 +156,7 @@ def sync_prices(
     progress: Progress | None = None,
 ) -> RunResult:
     """Daily prices into stock_daily_data, from each ETF's watermark on."""
-    return _prices(settings, "sync-prices", jobs.sync_prices, options, wait, progress)
+    return _prices(settings, "sync-prices", prices.sync_prices, options, wait, progress)
 
 
 def _prices(
@@ -209,7 +210,7 @@ def replay(settings: Settings, snapshot: Path | str, *, wait: bool = False) -> R
     """Normalize and load a snapshot again, with no API call. The snapshot is
     only read; the replay writes under its own run directory."""
     summary = execute(
-        settings, "replay", jobs.replay, needs_api=False, snapshot=Path(snapshot), wait=wait
+        settings, "replay", replays.replay, needs_api=False, snapshot=Path(snapshot), wait=wait
     )
     return RunResult.of(summary)
 

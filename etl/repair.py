@@ -32,12 +32,12 @@ from etl.corporate import recompute
 from etl.extract import Request
 from etl.normalize import Normalizer
 from etl.plan import Plan
+from etl.prices import PriceCounts, extract_and_load, price_summary
 from etl.schema import PLAN_SCHEMA, PRICE, RATIO, TS
 from etl.snapshot import read_raw
 from etl.sqlfiles import query
 from etl.stages import Stages
 from etl.symbols import EXCHANGES, MARKETS
-from etl.sync import PriceCounts, extract_and_load, price_summary
 
 log = logging.getLogger(__name__)
 
