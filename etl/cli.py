@@ -21,12 +21,13 @@ import click
 from etl import export as exporter
 from etl import jsonout, picture, pipeline, queries, read, render, retention
 from etl.calendar import shanghai_today
-from etl.db import Database, mask_url, open_database
+from etl.db import Database, open_database
 from etl.errors import ConfigError, EtlError, LockHeldError
 from etl.migrate import apply_migrations, require_schema
 from etl.plan import PriceOptions
 from etl.progress import LogHandler, ProgressBar
 from etl.run import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, RunFailed, exit_code
+from etl.secrets import mask_url
 from etl.settings import Settings
 from etl.symbols import MARKETS, check_symbol
 from etl.sync import Progress
