@@ -237,6 +237,18 @@ class Database:
             conn.rollback()
         return rows
 
+    def frame(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+        """A small read through ADBC with bind parameters ($1, $2, ...), as a polars frame
+        (connectorx, behind `read`, takes no parameters). NUMERIC comes as an opaque type
+        here: cast it in SQL."""
+        with self.connect() as conn:
+            with conn.cursor() as cur:
+                self._run(cur, sql, params)
+                frame = pl.from_arrow(cur.fetch_arrow_table())
+            conn.rollback()
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
     def _run(self, cur: adbc.Cursor, sql: str, params: Sequence[Any] | None) -> None:
         try:
             cur.execute(sql, params)
