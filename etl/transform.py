@@ -444,17 +444,6 @@ def _with_actions(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(ratio.alias("action_ratio"), base.alias("_base"))
 
 
-def with_changes(rows: pl.DataFrame) -> pl.DataFrame:
-    """Add turnover and the change against the previous close, typed as stored.
-
-    The previous close is the row before within the batch, or for a symbol's
-    first row the last close stored before it (``prev_close`` from the plan).
-    A change in percent beyond NUMERIC(8,4) is stored as NULL (``daily_rows``
-    counts those rows); a turnover beyond NUMERIC(20,2) never gets here.
-    """
-    return _derive(rows).select(list(DAILY_SCHEMA)).cast(DAILY_SCHEMA)
-
-
 def anti_join(candidates: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
     """Candidates whose trading day is not stored yet for their symbol; order kept.
 
