@@ -24,9 +24,9 @@ import polars as pl
 
 from etl.db import Database
 from etl.errors import DatabaseError
-from etl.schema import RATIO
+from etl.schema import DAILY_SCHEMA, LIST_SCHEMA, PRICE, RATIO, TS
 from etl.sqlfiles import query
-from etl.transform import DAILY_SCHEMA, LIST_SCHEMA, PRICE, TS, anti_join
+from etl.transform import anti_join
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,7 @@ import polars as pl
 
 from etl import decode
 from etl.corporate import JUMP_CEILING, JUMP_FLOOR, adjusted_prev_close, estimated_ratio
-from etl.schema import (  # noqa: F401 - re-exported: the transform's vocabulary
-    DAILY_SCHEMA,
+from etl.schema import (
     LIST_SCHEMA,
     PCT,
     PLAN_SCHEMA,
@@ -29,7 +28,6 @@ from etl.schema import (  # noqa: F401 - re-exported: the transform's vocabulary
     TS,
     TURNOVER,
     TYPED_SCHEMA,
-    VALUE_COLUMNS,
 )
 from etl.symbols import MARKETS, TICKER_RE
 

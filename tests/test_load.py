@@ -8,7 +8,8 @@ from decimal import Decimal
 import polars as pl
 
 from etl.load import Loader
-from etl.transform import DAILY_SCHEMA, anti_join
+from etl.schema import DAILY_SCHEMA
+from etl.transform import anti_join
 
 INFO = (
     "INSERT INTO stock_info (symbol, stock_name, stock_code, market_code, stock_type, is_active, is_etf, "

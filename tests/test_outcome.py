@@ -15,6 +15,7 @@ from etl import transform
 from etl.api import classify
 from etl.breaker import Breaker
 from etl.outcome import Outcome, Policy, decide
+from etl.schema import PLAN_SCHEMA
 from etl.settings import Settings
 from etl.snapshot import RAW_SCHEMA
 
@@ -176,7 +177,7 @@ def _plan(symbols=("SH.510050",), prev_close=None) -> pl.DataFrame:
             "prev_close": [prev_close] * len(symbols),
             "by_day": [False] * len(symbols),
         },
-        schema=transform.PLAN_SCHEMA,
+        schema=PLAN_SCHEMA,
     )
 
 
