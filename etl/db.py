@@ -12,7 +12,7 @@ import logging
 import os
 import stat
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -220,11 +220,21 @@ class Database:
                 f"query failed on {self.display_url}: {self.scrub(str(exc)).strip()}"
             ) from None
 
-    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
-        """Run one statement in its own transaction (parameters as $1, $2, ...)."""
+    def execute(
+        self,
+        sql: str,
+        params: Sequence[Any] | None = None,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """Run one statement in its own transaction (parameters as $1, $2, ...).
+
+        `before_commit` runs between the statement and the commit: a run passes its lock
+        check (etl.ledger.RunLedger.check), which raises to roll the statement back."""
         with self.connect() as conn:
             with conn.cursor() as cur:
                 self._run(cur, sql, params)
+            if before_commit is not None:
+                before_commit()
             conn.commit()
 
     def fetch(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
