@@ -32,10 +32,15 @@ def clear_line() -> None:
         _shown._last = ""
 
 
+def _bar_width(label: str, info: str, columns: int) -> int:
+    """What `columns` - 1 leaves the bar (a line that fills the last column would wrap
+    on some terminals)."""
+    return max(0, columns - len(f"{label} [] {info}") - 1)
+
+
 def bar_line(label: str, done: int, total: int, info: str, columns: int) -> str:
-    """`label [###---] info`, the bar as wide as fits in `columns` - 1 (a line that
-    fills the last column would wrap on some terminals)."""
-    width = max(0, columns - len(f"{label} [] {info}") - 1)
+    """`label [###---] info`, the bar as wide as fits in the terminal's `columns`."""
+    width = _bar_width(label, info, columns)
     filled = width * min(done, total) // total if total else 0
     return f"{label} [{'#' * filled}{'-' * (width - filled)}] {info}"
 
@@ -69,7 +74,7 @@ class ProgressBar:
             f"ETA {int(eta // 60):>2}:{int(eta % 60):02d}"
         )
         columns = self._columns()
-        if columns - len(f"{self._label} [] {info}") - 1 < _MIN_BAR:
+        if _bar_width(self._label, info, columns) < _MIN_BAR:
             info = count  # a narrow terminal: drop the rates, keep the count
         line = bar_line(self._label, done, total, info, columns)
         if line != self._last:
