@@ -138,7 +138,8 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     done = plan.symbols.filter(pl.col("by_day")).height + len(ticker_requests) - len(requests)
     extracted, loaded = extract_and_load(job, requests, answers, stages, done, done + len(requests))
     if not job.stop.is_set() and not extracted.requests_not_made:  # else some were never asked
-        history.mark_complete(job.db, plan.completed_inactive(loaded.failed, options))
+        completed = plan.completed_inactive(loaded.failed, options)
+        history.mark_complete(job.db, completed, job.loader.before_commit)
     counts = PriceCounts.of(extracted, loaded, done_before.resumed)
     return price_summary(job, plan, counts, time.monotonic() - started)
 
