@@ -44,7 +44,8 @@ import polars as pl
 from etl import corporate
 from etl.calendar import is_trading_day
 from etl.db import Database
-from etl.errors import DatabaseError
+from etl.errors import DatabaseError, EtlError, NothingToAudit
+from etl.plan import refuse_unknown
 from etl.sqlfiles import query
 from etl.symbols import EXCHANGES, MARKETS, check_symbol
 
@@ -186,8 +187,14 @@ def audit(
                     pl.col("market_code").is_in(sorted(markets))
                     & (pl.col("symbol").is_in(sorted(wanted)) if wanted is not None else True)
                 )
+                if wanted is not None:
+                    refuse_unknown(
+                        etfs.filter(pl.col("market_code").is_in(sorted(markets))), wanted
+                    )
                 names = chosen["symbol"].to_list()
                 stored = chosen.drop_nulls("first_day")
+                if stored.is_empty():
+                    raise NothingToAudit(_nothing_stored(markets, wanted))
                 lo = stored["first_day"].min() if stored.height else None
                 hi = stored["last_day"].max() if stored.height else None
                 rows, recorded, confirmed = _empty_rows(), [], []
@@ -197,7 +204,7 @@ def audit(
                         rows = _candidate_rows(db, cur, snapshot, names_stored, lo, hi)
                     recorded = _tuples(cur, query("check_recorded"), (_array(names),))
                     confirmed = _tuples(cur, query("check_confirmed"), (_array(names),))
-        except DatabaseError:
+        except EtlError:
             raise
         except Exception as exc:
             raise DatabaseError(
@@ -232,6 +239,17 @@ def audit(
         spans=spans,
         raw_holes=raw,
     )
+
+
+def _nothing_stored(markets: set[str], wanted: set[str] | None) -> str:
+    """The one line of a check that has no stored prices to audit."""
+    if wanted:
+        scope = ", ".join(sorted(wanted))
+    elif markets != set(EXCHANGES):
+        scope = "the ETFs of " + ", ".join(sorted(EXCHANGES[m] for m in markets))
+    else:
+        scope = "any ETF"
+    return f"nothing to audit: no prices stored for {scope}; run 'etl sync' first"
 
 
 def _begin(conn: Any, cur: Any) -> str | None:

@@ -644,7 +644,8 @@ def check_cmd(
     a not_trading_day) and share splits (open/previous close beyond any daily
     limit; unrecorded ones are findings). Findings confirmed in
     etl_check_confirmed are left out. Only reads. Exit 0 when clean, 3 when it
-    finds something.
+    finds something, 1 when there is nothing to audit (no stored prices for the
+    ETFs chosen) or a --symbol is not an ETF of the chosen exchanges.
 
     --repair asks the API again for each ETF's findings in one request, from its
     first to its last: missing days are inserted, stored rows whose prices differ
