@@ -885,7 +885,9 @@ def record_action(
     """Record the official ratio of a share split, merge or conversion (份额拆分/折算).
 
     RATIO is new shares per old share, from the fund's announcement: 2 for a
-    2-for-1 split, 0.1 for a 10-to-1 merge, 3.8165 for a 1:3.8165 conversion.
+    2-for-1 split, 0.1 for a 10-to-1 merge, 3.8165 for a 1:3.8165 conversion:
+    an exact decimal from 0.001 to 1000 with at most 8 decimal places (no
+    exponent, nan or inf).
     EX_DATE is the first trading day at the new price; the ETF's row of that day
     must be stored. The ratio replaces the one a sync detected from the prices
     (kept as detected_ratio), or is inserted; that row's price_change and
