@@ -768,7 +768,10 @@ def query_cmd(
     """Run one read-only SQL query on the configured database and print the rows.
 
     Works on the embedded database too. Decimals stay exact (NUMERIC(10,4) shows
-    4 places at most, never a float); the session is read-only.
+    4 places at most, never a float); a repeated column name gets _2, _3, ...
+    Read-only: one SELECT, WITH, VALUES or TABLE statement in a read-only
+    transaction; writes and server functions that act outside it
+    (pg_terminate_backend, set_config, lo_*, dblink, ...) are refused in one line.
 
     Example: etl query "SELECT symbol, stock_name FROM stock_info WHERE is_etf = 'Y' ORDER BY symbol LIMIT 5"
     """
