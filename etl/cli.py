@@ -27,7 +27,15 @@ from etl.errors import ConfigError, EtlError, LockHeldError
 from etl.migrate import apply_migrations, require_schema
 from etl.plan import PriceOptions
 from etl.progress import LogHandler, ProgressBar
-from etl.run import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, RunFailed, exit_code
+from etl.run import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    RunFailed,
+    SignalAbort,
+    exit_code,
+)
 from etl.settings import Settings
 from etl.symbols import MARKETS, check_symbol
 from etl.sync import Progress
@@ -56,7 +64,8 @@ Exit codes:
      etl check: it found holes, suspect rows or unrecorded splits
   4  another sync is running on this database (see --wait)
   130, 143  interrupted by SIGINT or SIGTERM: what had arrived is
-     loaded, the run is recorded as interrupted
+     loaded, the run is recorded as interrupted. A second signal aborts
+     at once, with the code of that signal
 
 \b
 --json, -q and -v go before or after the command. With --json every outcome,
@@ -93,7 +102,12 @@ class Locked(click.ClickException):
 
 
 # The JSON "status" of an outcome that has no run summary, by exit code.
-_ERROR_STATUS = {EXIT_FAILED: "failed", 2: "usage_error", EXIT_LOCKED: "locked"}
+_ERROR_STATUS = {
+    EXIT_FAILED: "failed",
+    2: "usage_error",
+    EXIT_LOCKED: "locked",
+    **{code: "interrupted" for code in EXIT_INTERRUPTED.values()},
+}
 
 
 def _error_object(message: str, exit_code: int) -> str:
@@ -121,7 +135,25 @@ class EtlGroup(click.Group):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
-        if not standalone_mode or not _wants_json(argv):
+        as_json = standalone_mode and _wants_json(argv)
+        try:
+            return self._main(argv, prog_name, complete_var, standalone_mode, as_json, **extra)
+        except SignalAbort as exc:  # a second Ctrl-C or SIGTERM: its own exit code, not 1
+            if as_json:
+                click.echo(_error_object(str(exc), exc.exit_code))
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    def _main(
+        self,
+        argv: list[str],
+        prog_name: str | None,
+        complete_var: str | None,
+        standalone_mode: bool,
+        as_json: bool,
+        **extra: Any,
+    ) -> Any:
+        if not as_json:
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
         try:
             result = super().main(argv, prog_name, complete_var, False, **extra)

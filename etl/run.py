@@ -69,7 +69,7 @@ class Interrupt:
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.signal is not None:
-            raise KeyboardInterrupt  # the second one: stop now
+            raise SignalAbort(signal.Signals(signum).name)  # the second one: stop now
         self.signal = signal.Signals(signum).name
         self._stop.set()
         log.warning(
@@ -77,6 +77,19 @@ class Interrupt:
             "(send it again to abort at once)",
             self.signal,
         )
+
+
+class SignalAbort(BaseException):
+    """A second SIGINT or SIGTERM during a run: stop at once, exit 130 or 143.
+
+    A BaseException, as KeyboardInterrupt is, so that no ``except Exception``
+    on the way catches it; not a KeyboardInterrupt, which click turns into
+    "Aborted!" and exit 1."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"aborted by a second {signal_name}: what was committed stays")
+        self.signal = signal_name
+        self.exit_code = EXIT_INTERRUPTED[signal_name]
 
 
 class RunFailed(EtlError):
