@@ -969,9 +969,11 @@ def prune(
 ) -> None:
     """Remove old snapshot directories under ETL_DATA_DIR/raw.
 
-    A snapshot goes when it is older than --keep-days and not among the --keep
-    newest. Never removed: the newest one, and any whose manifest.json does not
-    say "loaded": true (a run still going, or one waiting for etl replay).
+    A snapshot goes when it is older than --keep-days and older than the --keep
+    newest loaded ones (manifest.json says "loaded": true), and it is loaded but
+    not the newest loaded, or its run failed ("status": "failed") before the
+    newest loaded one. Never removed: the newest snapshot, the newest loaded
+    one, and any that says neither (a run still going, or a killed one).
     Without options: ETL_KEEP_DAYS / ETL_KEEP_SNAPSHOTS, also applied after every sync.
 
     Example: etl prune --keep-days 30 --keep 10
@@ -990,7 +992,8 @@ def prune(
     for path in result.removed:
         click.echo(f"{verb} {path}")
     click.echo(
-        f"{verb} {len(result.removed)} snapshots ({result.bytes_freed / 1e6:,.1f} MB), "
+        f"{verb} {len(result.removed)} snapshots ({result.removed_failed} of failed runs, "
+        f"{result.bytes_freed / 1e6:,.1f} MB), "
         f"kept {result.kept} ({result.kept_unloaded} not known to be loaded)"
     )
 

@@ -176,6 +176,7 @@ def execute(
                 text.replace(settings.token, "***") if settings.token else text
             )
             _record(ledger, summary, summary["error"])
+            _mark_failed(snap)
             if isinstance(exc, EtlError):
                 raise RunFailed(exc, summary) from None
             raise
@@ -229,6 +230,15 @@ def _finish(client: TsanghiClient | None, started: float, status: str) -> dict[s
         "requests": client.requests_made if client else 0,
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def _mark_failed(snap: Snapshot) -> None:
+    """Say in the manifest that the run failed, for retention (etl/retention.py); a disk
+    that refuses it must not hide the run's own error."""
+    try:
+        snap.update_manifest(status="failed")
+    except (OSError, EtlError) as exc:
+        log.warning("could not mark %s as failed: %s", snap.path, exc)
 
 
 def _record(ledger: RunLedger, summary: dict[str, Any], error: str | None) -> None:
