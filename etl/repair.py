@@ -120,7 +120,11 @@ def repair(job: Job, exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> di
         extract_and_load(job, [r.request for r in ranges], [], stages, tally, len(ranges))
     after = audit(job.db, exchanges=exchanges, symbols=symbols) if ranges else before
     if ranges:
-        confirmed = record_confirmed(job, confirmations(after, ranges, answered_days(job)))
+        # Only an ETF the API answered can confirm anything: a failed or unasked
+        # request is no evidence that a day had no trading.
+        good = answered_symbols(job)
+        answered = [r for r in ranges if r.symbol in good]
+        confirmed = record_confirmed(job, confirmations(after, answered, answered_days(job)))
     splits = record_splits(job, after.unrecorded_actions)
     plan = Plan(
         pl.DataFrame({"symbol": [r.symbol for r in ranges]}, schema={"symbol": pl.String}),
@@ -139,6 +143,19 @@ def repair(job: Job, exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> di
         "findings_confirmed": confirmed,
         "splits_recorded": splits,
     }
+
+
+def answered_symbols(job: Job) -> set[str]:
+    """Symbols with a good /daily answer (no error) in this run's snapshot."""
+    frames = [
+        pl.read_parquet(p, columns=["endpoint", "exchange", "ticker", "error"])
+        for p in job.snapshot.parts("kind=prices")
+    ]
+    if not frames:
+        return set()
+    good = pl.concat(frames).filter((pl.col("endpoint") == "daily") & pl.col("error").is_null())
+    market = pl.col("exchange").replace_strict(MARKETS, return_dtype=pl.String)
+    return set(good.select(market + "." + pl.col("ticker")).to_series().to_list())
 
 
 def answered_days(job: Job) -> pl.DataFrame:
