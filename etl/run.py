@@ -168,6 +168,10 @@ def execute(
         interrupt = stack.enter_context(Interrupt(job.stop))
         try:
             summary.update(body(job))
+        except SignalAbort as exc:  # the second signal: record it, then stop at once
+            summary.update(_finish(client, started, "interrupted"), interrupted_by=exc.signal)
+            _record(ledger, summary, str(exc))
+            raise
         except Exception as exc:  # recorded whatever it is; only ours become RunFailed
             summary.update(_finish(client, started, "failed"))
             text = str(exc) if isinstance(exc, EtlError) else repr(exc)

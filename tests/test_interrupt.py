@@ -172,7 +172,7 @@ def test_status_tells_a_dead_run_from_a_running_one(db, api, etl, data_dir, tmp_
     ("second", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")]
 )
 def test_a_second_signal_while_the_first_is_handled_exits_with_its_code(
-    second, code, name, db, api, universe, data_dir, tmp_path
+    second, code, name, db, api, universe, etl, data_dir, tmp_path, reference
 ):
     """The first Ctrl-C waits for a load held on a lock; the second one stops at once,
     with the shell's code of that signal, never 1 and "Aborted!"."""
@@ -207,5 +207,13 @@ def test_a_second_signal_while_the_first_is_handled_exits_with_its_code(
     }
     assert f"Error: {message}\n" in err
     assert "Aborted!" not in err and "Traceback" not in err
-    # What was committed is whole; the next run finishes the job.
+    # The run is recorded as stopped by that signal; what was committed is whole.
+    ((_, command, status, error),) = runs(db)
+    assert (command, status, error) == ("sync", "interrupted", message)
     assert_consistent(db, universe, whole=True)
+    # The next run loads what the aborted one left on disk and fetches the rest.
+    api.latency_ms = 0
+    again = etl("sync")
+    assert again.exit_code == 0, again.stderr
+    assert again.summary["answers_resumed"] > 0
+    assert_same_as(db, universe, reference)
