@@ -308,3 +308,44 @@ def test_read_commands_never_create_a_database(tmp_path):
     code, out, _ = invoke(["--json", "status"], env)
     assert code == 1
     assert f"ETL_DATA_DIR={data / 'demo'} etl status" in json.loads(out)["error"]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 'pg_reload_conf' AS name",  # a name, not a call
+        'SELECT "lo_price" FROM (SELECT 1 AS "lo_price") AS t',
+        "select 1 -- ; DROP TABLE stock_info",
+        "SELECT $q$ a; b $q$ AS text;",
+        "(VALUES (1), (2))",
+        "TABLE stock_info",
+        "WITH x AS (SELECT 1) SELECT * FROM x",
+    ],
+)
+def test_the_guard_lets_reads_through(sql):
+    from etl.sqlguard import refuse_writes
+
+    assert refuse_writes(sql) is None
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        ("SELECT E'it\\'s', pg_reload_conf()", "pg_reload_conf()"),
+        ("SELECT pg_catalog.PG_TERMINATE_BACKEND\n(1)", "pg_terminate_backend()"),
+        ('SELECT "pg_advisory_lock"(1)', "pg_advisory_lock()"),
+        ("SELECT $x$SELECT lo_unlink(1)$x$", "lo_unlink()"),
+        ("SELECT ts_stat('SELECT 1')", "ts_stat()"),
+        ("SELECT 1 WHERE pg_cancel_backend /* */ (2)", "pg_cancel_backend()"),
+    ],
+)
+def test_the_guard_finds_calls_however_they_are_spelled(sql, refused):
+    from etl.errors import ReadOnlyError
+    from etl.sqlguard import refuse_writes
+
+    with pytest.raises(ReadOnlyError) as caught:
+        refuse_writes(sql)
+    assert str(caught.value) == (
+        f"etl query is read-only: it refuses {refused}, a server function that acts "
+        "outside a read-only transaction or runs SQL text"
+    )
