@@ -41,6 +41,7 @@ DENIED = (
     "pg_stop_backup",
     "pg_wal_replay_",
     "pg_stat_reset",
+    "pg_stat_reset_",
     "pg_create_",
     "pg_drop_replication_slot",
     "pg_replication_origin_",
@@ -52,6 +53,7 @@ DENIED = (
     "pg_try_advisory_",
     "set_config",
     "lo_",
+    "lowrite",
     "dblink",
     "dblink_",
     # They run SQL given as text, where any of the above could be spelled in pieces.

@@ -336,6 +336,7 @@ def test_the_guard_lets_reads_through(sql):
         ('SELECT "pg_advisory_lock"(1)', "pg_advisory_lock()"),
         ("SELECT $x$SELECT lo_unlink(1)$x$", "lo_unlink()"),
         ("SELECT ts_stat('SELECT 1')", "ts_stat()"),
+        ("SELECT pg_stat_reset_shared('wal')", "pg_stat_reset_shared()"),
         ("SELECT 1 WHERE pg_cancel_backend /* */ (2)", "pg_cancel_backend()"),
     ],
 )
