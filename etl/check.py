@@ -17,14 +17,17 @@ For every ETF (``stock_info.is_etf = 'Y'``) it reports
   and, while it is active, the trading days after its last stored row up to the
   latest trading day any ETF of its exchange has stored (capped at a delist date);
 * **suspect rows**, one entry per row and reason (see ``REASONS``);
-* **corporate actions**: every open/previous-close jump beyond any daily limit
-  (``etl.corporate.estimated_ratio`` over consecutive stored rows) and every
-  recorded action of ``etl_corporate_actions``; a recorded one carries its own
-  ratio and source, an unrecorded one is ``detected`` and a finding.
+* **corporate actions**: every ex-date the stored rows show (``etl.corporate``'s
+  rules over consecutive stored rows) and every recorded action of
+  ``etl_corporate_actions``; a recorded one carries its own ratio and source, an
+  unrecorded one is ``detected`` and a finding;
+* **needs_official_ratio**: the detected actions whose estimate is no round ratio:
+  a finding until the official ratio is recorded (``etl record-action``).
 
 A stored row's trading day is its calendar date in Asia/Shanghai,
-``(trade_date + 8 h)::date``. Weekdays beyond the holiday tables count as
-trading days.
+``(trade_date + 8 h)::date``. A weekday beyond the holiday table counts as a
+trading day of an exchange only where an ETF of that exchange has a row on it:
+one nobody traded on was a closure (etl/calendar.py).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from typing import Any
 import polars as pl
 
 from etl import corporate
-from etl.calendar import is_trading_day
+from etl.calendar import closed_days, trading_days, unknown_days
 from etl.db import Database
 from etl.errors import DatabaseError, EtlError, NothingToAudit
 from etl.plan import refuse_unknown
@@ -53,11 +56,11 @@ from etl.symbols import EXCHANGES, MARKETS, check_symbol
 ZERO_VOLUME = "zero_volume"  # one of >= ZERO_VOLUME_STREAK consecutive stored rows with volume 0
 OHLC = "ohlc"  # high below open, close or low; low above open or close; a price <= 0; a null o/h/l
 NOT_MIDNIGHT = "not_midnight"  # trade_date not at 00:00 (the older system's 16:00 rows)
-NOT_TRADING_DAY = "not_trading_day"  # its trading day is a weekend or a known holiday
+NOT_TRADING_DAY = "not_trading_day"  # its trading day is a weekend or a known closure
 REASONS = (ZERO_VOLUME, OHLC, NOT_MIDNIGHT, NOT_TRADING_DAY)
 ZERO_VOLUME_STREAK = 5
 # The finding of a hole in etl_check_confirmed (a suspension the source has no row for).
-HOLE = "hole"
+HOLE = corporate.SUSPENSION
 
 DETECTED = "detected"
 _SHANGHAI = timedelta(hours=8)
@@ -108,15 +111,33 @@ class CheckReport:
     # coverage picture).
     spans: pl.DataFrame = field(repr=False, compare=False, default_factory=pl.DataFrame)
     raw_holes: list[Hole] = field(repr=False, compare=False, default_factory=list)
+    # Exchange -> the weekdays beyond the holiday table on which an ETF of it has a row:
+    # its trading days there (etl.calendar.trading_days).
+    traded_unknown: dict[str, frozenset[date]] = field(
+        repr=False, compare=False, default_factory=dict
+    )
 
     @property
     def unrecorded_actions(self) -> list[CorporateAction]:
         return [a for a in self.corporate_actions if not a.recorded]
 
     @property
+    def needs_official_ratio(self) -> list[CorporateAction]:
+        """Detected actions whose estimate is no round ratio (a conversion, a split that
+        opened off, a large dividend): only the fund's announcement gives the factor."""
+        return [
+            a
+            for a in self.corporate_actions
+            if a.source == DETECTED and not corporate.is_round(a.ratio)
+        ]
+
+    @property
     def clean(self) -> bool:
-        """No hole, no suspect row, no corporate action left unrecorded."""
-        return not (self.holes or self.suspect_rows or self.unrecorded_actions)
+        """No hole, no suspect row, no corporate action left unrecorded or with an
+        estimated ratio that needs the official one."""
+        return not (
+            self.holes or self.suspect_rows or self.unrecorded_actions or self.needs_official_ratio
+        )
 
     @property
     def counts(self) -> dict[str, int]:
@@ -127,6 +148,7 @@ class CheckReport:
             "suspect_rows": len(self.suspect_rows),
             "corporate_actions": len(self.corporate_actions),
             "unrecorded_corporate_actions": len(self.unrecorded_actions),
+            "needs_official_ratio": len(self.needs_official_ratio),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,27 +162,8 @@ class CheckReport:
             "holes": [asdict(h) for h in self.holes],
             "suspect_rows": [asdict(s) for s in self.suspect_rows],
             "corporate_actions": [asdict(a) for a in self.corporate_actions],
+            "needs_official_ratio": [asdict(a) for a in self.needs_official_ratio],
         }
-
-
-def trading_calendar(first: date, last: date) -> list[date]:
-    """Days in [first, last] that are, or may be, trading days (unknown weekdays count)."""
-    out, day = [], first
-    while day <= last:
-        if is_trading_day(day) is not False:
-            out.append(day)
-        day += timedelta(days=1)
-    return out
-
-
-def closed_days(first: date, last: date) -> list[date]:
-    """Days in [first, last] known to be no trading day: weekends and official holidays."""
-    out, day = [], first
-    while day <= last:
-        if is_trading_day(day) is False:
-            out.append(day)
-        day += timedelta(days=1)
-    return out
 
 
 def _array(values: Iterable[Any]) -> str:
@@ -198,12 +201,18 @@ def audit(
                 lo = stored["first_day"].min() if stored.height else None
                 hi = stored["last_day"].max() if stored.height else None
                 rows, recorded, confirmed = _empty_rows(), [], []
+                latest = _latest(etfs)
+                # The calendar runs to the latest day any ETF of an exchange has stored.
+                last = max([hi, *(d for d in latest.values() if d is not None)]) if hi else None
+                traded: dict[str, frozenset[date]] = {}
                 if names:
                     if lo is not None and hi is not None:
                         names_stored = stored["symbol"].to_list()
                         rows = _candidate_rows(db, cur, snapshot, names_stored, lo, hi)
                     recorded = _tuples(cur, query("check_recorded"), (_array(names),))
                     confirmed = _tuples(cur, query("check_confirmed"), (_array(names),))
+                    if lo is not None and last is not None:
+                        traded = _traded_unknown_days(cur, unknown_days(lo, last), markets)
         except EtlError:
             raise
         except Exception as exc:
@@ -213,29 +222,35 @@ def audit(
         finally:
             conn.rollback()
 
-    latest = _latest(etfs)
-    calendar_end = max([d for d in latest.values() if d is not None], default=hi)
-    calendar = pl.Series(
-        "day",
-        trading_calendar(lo, max(hi, calendar_end)) if lo and hi and calendar_end else [],
-        dtype=pl.Date,
-    )
     rows = rows.with_columns(
         day=(pl.col("trade_date") + _SHANGHAI).dt.date(),
         prev_day=(pl.col("prev_ts") + _SHANGHAI).dt.date(),
     )
-    raw = _interior_holes(rows, calendar) + _trailing_holes(chosen, latest, calendar)
+    raw: list[Hole] = []
+    holes: list[Hole] = []
+    # Per exchange: a weekday beyond the holiday table is a trading day of its own ETFs
+    # only where one of them has a row.
+    for market in sorted(set(chosen["market_code"].to_list()) & set(EXCHANGES)):
+        days = trading_days(lo, last, traded.get(market, ())) if lo and last else []
+        calendar = pl.Series("day", days, dtype=pl.Date)
+        etfs_here = chosen.filter(pl.col("market_code") == market)
+        mine = rows.filter(pl.col("symbol").is_in(etfs_here["symbol"].implode()))
+        found = _interior_holes(mine, calendar) + _trailing_holes(etfs_here, latest, calendar)
+        raw += found
+        holes += _unconfirmed_holes(found, confirmed, calendar)
     raw.sort(key=lambda h: (h.symbol, h.start))
+    holes.sort(key=lambda h: (h.symbol, h.start))
     spans = chosen.with_columns(
         pl.col("market_code").replace_strict(EXCHANGES, default=None).alias("exchange")
     )
     return CheckReport(
         etfs=chosen.height,
         latest={e: latest.get(e) for e in sorted(MARKETS) if MARKETS[e] in markets},
-        holes=_unconfirmed_holes(raw, confirmed, calendar),
+        holes=holes,
         suspect_rows=_suspect_rows(rows, confirmed),
-        corporate_actions=_actions(rows, recorded),
+        corporate_actions=_actions(rows, chosen, recorded, confirmed),
         seconds=time.perf_counter() - started,
+        traded_unknown={EXCHANGES[m]: days for m, days in traded.items()},
         spans=spans,
         raw_holes=raw,
     )
@@ -274,7 +289,7 @@ def _candidate_rows(
     """check_rows.sql for these ETFs: on this transaction's cursor, or in parts on one
     connection per CPU that share its snapshot (the same rows, read in parallel)."""
     closed = _array(f'"{d.isoformat()} 00:00:00"' for d in closed_days(lo, hi))
-    limits = (str(corporate.JUMP_FLOOR), str(corporate.JUMP_CEILING))
+    limits = (str(corporate.CANDIDATE_FLOOR), str(corporate.CANDIDATE_CEILING))
     sql = query("check_rows")
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
     if snapshot is None or len(names) < PARALLEL_MIN_ETFS or workers < 2:
@@ -311,6 +326,20 @@ def _tuples(cur: Any, sql: str, params: tuple) -> list[tuple]:
     return cur.fetchall()
 
 
+def _traded_unknown_days(
+    cur: Any, days: list[date], markets: Iterable[str]
+) -> dict[str, frozenset[date]]:
+    """Market -> which of ``days`` (weekdays beyond the holiday table) an ETF of it has a
+    stored row on. No unknown day: no query."""
+    if not days:
+        return {}
+    found: dict[str, set[date]] = {}
+    params = (_array(d.isoformat() for d in days), _array(sorted(markets)))
+    for market, day in _tuples(cur, query("check_traded_days"), params):
+        found.setdefault(market, set()).add(day)
+    return {m: frozenset(d) for m, d in found.items()}
+
+
 def _empty_rows() -> pl.DataFrame:
     ts = pl.Datetime("us")
     return pl.DataFrame(
@@ -320,6 +349,8 @@ def _empty_rows() -> pl.DataFrame:
             "prev_ts": ts,
             "prev_close": pl.String,
             "open_price": pl.String,
+            "high_price": pl.String,
+            "low_price": pl.String,
             "zero_volume": pl.Boolean,
             "bad_ohlc": pl.Boolean,
         }
@@ -452,16 +483,30 @@ def _ratio(value: Decimal) -> Decimal:
     return value.normalize()
 
 
-def _actions(rows: pl.DataFrame, recorded: list[tuple]) -> list[CorporateAction]:
-    jumps = (
-        rows.filter(pl.col("prev_close").is_not_null() & pl.col("open_price").is_not_null())
-        .with_columns(
-            ratio=corporate.estimated_ratio(
-                pl.col("prev_close").cast(pl.Decimal(38, 10)),
-                pl.col("open_price").cast(pl.Decimal(38, 10)),
-            )
-        )
-        .filter(pl.col("ratio").is_not_null())
+def _actions(
+    rows: pl.DataFrame, chosen: pl.DataFrame, recorded: list[tuple], confirmed: list[tuple]
+) -> list[CorporateAction]:
+    """Every ex-date the stored rows show (etl/corporate.py's rules over consecutive
+    stored rows, the suspensions the source confirmed not counting as missing days)
+    and every recorded action; a recorded one carries its own ratio."""
+    price = pl.Decimal(38, 10)
+    # Most rows come back for a gap or a volume: only the candidates pay for the rules.
+    jump = pl.col("open_price").cast(pl.Float64) / pl.col("prev_close").cast(pl.Float64)
+    jumps = rows.filter(
+        ((jump < corporate.CANDIDATE_FLOOR) | (jump > corporate.CANDIDATE_CEILING)).fill_null(False)
+        & pl.col("high_price").is_not_null()
+        & pl.col("low_price").is_not_null()
+    ).join(chosen.select("symbol", "stock_name"), on="symbol", how="left")
+    jumps = jumps.select(
+        "symbol",
+        "day",
+        "prev_day",
+        "stock_name",
+        *(pl.col(c).cast(price) for c in ("prev_close", "open_price", "high_price", "low_price")),
+    )
+    suspended = corporate.suspensions(confirmed)
+    jumps = jumps.with_columns(ratio=corporate.estimate_rows(jumps, suspended)).filter(
+        pl.col("ratio").is_not_null()
     )
     found: dict[tuple[str, date], CorporateAction] = {}
     for symbol, day, ratio in jumps.select("symbol", "day", "ratio").iter_rows():

@@ -61,7 +61,8 @@ Exit codes:
   2  bad usage (unknown option, invalid value)
   3  partial: some symbols or an exchange failed, or rows were rejected
      (over ETL_REJECT_PARTIAL_SHARE, 0 = any); everything else loaded.
-     etl check: it found holes, suspect rows or unrecorded splits
+     etl check: it found holes, suspect rows, unrecorded splits or
+     detected ratios that need the official one
   4  another sync is running on this database (see --wait)
   130, 143  interrupted by SIGINT or SIGTERM: what had arrived is
      loaded, the run is recorded as interrupted. A second signal aborts
@@ -112,7 +113,9 @@ _ERROR_STATUS = {
 
 def _error_object(message: str, exit_code: int) -> str:
     status = _ERROR_STATUS.get(exit_code, "failed")
-    return jsonout.dumps({"status": status, "exit_code": exit_code, "error": message})
+    return jsonout.dumps(
+        {"status": status, "exit_code": exit_code, "error": message, "reasons": [message]}
+    )
 
 
 def _wants_json(args: Sequence[str]) -> bool:
@@ -673,8 +676,9 @@ def check_cmd(
     Reports holes (trading days with no row between an ETF's first and last
     stored row, and after its last one while it is active), suspect rows
     (zero_volume streaks, ohlc inconsistencies, not_midnight trade dates, rows on
-    a not_trading_day) and share splits (open/previous close beyond any daily
-    limit; unrecorded ones are findings). Findings confirmed in
+    a not_trading_day) and share splits (an open beyond the ETF's daily limit
+    that the whole bar agrees with; unrecorded ones are findings, and so are
+    detected ratios that are not round: needs_official_ratio). Findings confirmed in
     etl_check_confirmed are left out. Only reads. Exit 0 when clean, 3 when it
     finds something, 1 when there is nothing to audit (no stored prices for the
     ETFs chosen) or a --symbol is not an ETF of the chosen exchanges.
@@ -747,6 +751,12 @@ def _check_text(report: CheckReport, picture_path: Path | None) -> str:
         f"{c['suspect_rows']:,} suspect rows, {c['corporate_actions']:,} corporate actions "
         f"({c['unrecorded_corporate_actions']:,} unrecorded)",
     ]
+    if report.needs_official_ratio:
+        n = c["needs_official_ratio"]
+        out.append(
+            f"  {n:,} detected {'ratio is' if n == 1 else 'ratios are'} not round: "
+            "needs_official_ratio (etl record-action)"
+        )
     if report.holes:
         out.append("Holes (symbol, first day, last day, trading days):")
         out += _capped(
@@ -765,6 +775,7 @@ def _check_text(report: CheckReport, picture_path: Path | None) -> str:
             [
                 f"  {a.symbol}  {a.ex_date}  {format(a.ratio, 'f'):>9}  {a.source}"
                 + ("" if a.recorded else "  unrecorded")
+                + ("  needs_official_ratio" if a in report.needs_official_ratio else "")
                 for a in report.corporate_actions
             ],
             len(report.corporate_actions),

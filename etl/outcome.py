@@ -5,7 +5,10 @@ reasons out. The worst finding wins:
 
 - the circuit breaker stopped the extract (``stopped``): failed;
 - every unit failed (all symbols, or both exchanges' lists): failed;
-- more than ``max_failed_share`` of the units failed: failed; fewer: partial;
+- more than ``max_failed_share`` of the units failed: failed; fewer: partial.
+  The units are all the run covers (every ETF of the run, up to date or not,
+  asked per ticker or by day), so one ETF that fails every evening leaves each
+  evening partial, never failed because few others needed a request;
 - every row rejected, or more than ``reject_failed_share`` of the rows: failed;
   more than ``reject_partial_share`` (default 0: any rejected row): partial;
 - anything else that leaves the run incomplete (``degraded``): partial.
@@ -15,12 +18,15 @@ The CLI turns failed into exit 1 and partial into exit 3.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from etl.api import UNREACHABLE
 from etl.settings import Settings
 
 _RANK = {"ok": 0, "partial": 1, "failed": 2}
+NAMED = 5  # failed units a reason names; the summary's `failed` list has them all
 
 
 @dataclass(frozen=True)
@@ -54,21 +60,27 @@ def decide(
     stopped: str | None = None,
     degraded: tuple[str, ...] = (),
     what: str = "symbols",
+    names: Sequence[str] = (),
 ) -> Outcome:
     """The status of a run (or of one step of it) from its figures.
 
     ``units``/``failed``: what was attempted and how much of it failed (symbols,
     or exchanges for the lists); ``rows_ok``/``rows_rejected``: rows that passed
-    the checks and rows refused; ``stopped``: the circuit breaker's reason.
+    the checks and rows refused; ``stopped``: the circuit breaker's reason;
+    ``names``: the failed units, named in the reason (the first few).
     """
     found: list[tuple[str, str]] = []
     if stopped:
         found.append(("failed", f"stopped fetching: {stopped}"))
     if units and failed:
         share = failed / units
-        text = f"{failed} of {units} {what} failed"
+        named = ""
+        if names:
+            more = f" and {len(names) - NAMED} more" if len(names) > NAMED else ""
+            named = f" ({', '.join(names[:NAMED])}{more})"
+        text = f"{failed} of {units} {what} failed{named}"
         if failed == units:
-            found.append(("failed", f"all {units} {what} failed"))
+            found.append(("failed", f"all {units} {what} failed{named}"))
         elif share > policy.max_failed_share:
             found.append(("failed", f"{text}, more than {policy.max_failed_share:.0%}"))
         else:
@@ -94,11 +106,19 @@ def worst(*statuses: str) -> str:
 
 def no_lists_message(exchanges: dict[str, dict[str, Any]], base_url: str) -> str:
     """What to check when not one ETF list could be fetched: the run stops there."""
-    errors = "; ".join(f"{ex}: {r.get('error', r.get('status'))}" for ex, r in exchanges.items())
+    errors = [str(r.get("error", r.get("status"))) for r in exchanges.values()]
+    said = "; ".join(f"{ex}: {e}" for ex, e in zip(exchanges, errors, strict=True))
+    check = f"Check TSANGHI_BASE_URL (now {_without_userinfo(base_url)}) and the network"
+    if all(e.startswith(UNREACHABLE) for e in errors):
+        # No server answered at all: neither the API nor the token is to blame yet.
+        advice = f"{check}: no server answered there"
+    else:
+        advice = (
+            f"{check}; if both are right, the API is down or refusing this token: try again later"
+        )
     return (
-        f"no ETF list could be fetched ({errors}). Nothing was changed and no prices were "
-        f"asked for. Check TSANGHI_BASE_URL (now {_without_userinfo(base_url)}) and the "
-        "network; if both are right, the API is down or refusing this token: try again later"
+        f"no ETF list could be fetched ({said}). Nothing was changed and no prices were "
+        f"asked for. {advice}"
     )
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
-from etl.check import CheckReport, Hole, trading_calendar
+from etl.calendar import trading_days
+from etl.check import CheckReport, Hole
 from etl.symbols import MARKETS
 
 BAR = 4  # px per month at least; wider for a short history, to about 960 px
@@ -69,17 +70,19 @@ def coverage(report: CheckReport) -> dict[str, list[tuple[date, int, int, int]]]
     everything = [d for days in bounds.values() for d in days]
     # Each month's first and last (possible) trading day: a month is empty for an ETF
     # when one run of missing days covers both.
-    edges: dict[date, tuple[date, date]] = {}
-    for day in trading_calendar(min(everything), max(everything)):
-        m = _month(day)
-        edges[m] = (edges[m][0], day) if m in edges else (day, day)
+    edges: dict[tuple[str, date], tuple[date, date]] = {}
+    for exchange in bounds:
+        traded = report.traded_unknown.get(exchange, ())
+        for day in trading_days(min(everything), max(everything), traded):
+            k = (exchange, _month(day))
+            edges[k] = (edges[k][0], day) if k in edges else (day, day)
     for exchange, symbol, start, end, first, last in ranges:
         for m in _months(start, end):
             expected[(exchange, m)] += 1
         if first is None or last is None:
             continue
         for m in _months(first, last):
-            lo, hi = edges.get(m, (m, m))
+            lo, hi = edges.get((exchange, m), (m, m))
             if not any(h.start <= lo and h.end >= hi for h in gaps[symbol]):
                 present[(exchange, m)] += 1
     exchange_of = dict(zip(spans["symbol"], spans["exchange"], strict=True))

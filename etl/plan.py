@@ -18,7 +18,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from etl.calendar import shanghai_today, trading_days_between
+from etl.calendar import shanghai_today, trading_days, trading_days_between
 from etl.errors import ConfigError
 from etl.extract import Request
 from etl.symbols import EXCHANGES, MARKETS
@@ -153,7 +153,9 @@ def build_plan(
             and a
             and w is not None
             and w < target
-            and len(trading_days_between(w, target)) <= max_days_behind
+            # Weekdays beyond the holiday table are asked day by day too but do not count:
+            # most are holidays nobody has published yet (an empty answer).
+            and len(trading_days(w + timedelta(days=1), target, (target,))) <= max_days_behind
         ]
         pack = max(set(near), key=lambda w: (near.count(w), w)) if near else None
         for sym, watermark, is_active in zip(part, marks, active, strict=True):

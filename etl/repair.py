@@ -125,6 +125,8 @@ def repair(job: Job, exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> di
         good = answered_symbols(job)
         answered = [r for r in ranges if r.symbol in good]
         confirmed = record_confirmed(job, confirmations(after, answered, answered_days(job)))
+        if confirmed:  # a suspension now confirmed may make the day after it an ex-date
+            after = audit(job.db, exchanges=exchanges, symbols=symbols)
     splits = record_splits(job, after.unrecorded_actions)
     plan = Plan(
         pl.DataFrame({"symbol": [r.symbol for r in ranges]}, schema={"symbol": pl.String}),
@@ -221,7 +223,7 @@ def record_splits(job: Job, actions: list[CorporateAction]) -> int:
     try:
         with conn.cursor() as cur:
             cur.adbc_ingest("etl_stage_actions", stage.to_arrow(), mode="replace", temporary=True)
-            cur.execute(query("corporate_record"))
+            cur.execute(query("corporate_record"), (False,))
             recompute([(a.symbol, a.ex_date) for a in actions], cur)
         job.loader.before_commit()  # nothing is committed once the lock is gone
         conn.commit()

@@ -151,7 +151,9 @@ def execute(
         if source:
             manifest["source"] = str(source.path.resolve())
         snap.write_manifest(manifest)
-        client = stack.enter_context(TsanghiClient(settings)) if needs_api else None
+        # One stop flag for the job and the client: a signal also cuts a retry's wait short.
+        stop = threading.Event()
+        client = stack.enter_context(TsanghiClient(settings, stop)) if needs_api else None
         loader = Loader(db)
         loader.before_commit = ledger.check  # nothing is committed once the lock is gone
         stack.callback(loader.close)
@@ -164,6 +166,7 @@ def execute(
             client=client,
             progress=progress,
             source=source,
+            stop=stop,
         )
         interrupt = stack.enter_context(Interrupt(job.stop))
         try:
@@ -179,6 +182,7 @@ def execute(
             summary["error"] = db.scrub(
                 text.replace(settings.token, "***") if settings.token else text
             )
+            summary["reasons"] = [summary["error"]]
             _record(ledger, summary, summary["error"])
             _mark_failed(snap)
             if isinstance(exc, EtlError):
@@ -197,13 +201,9 @@ def execute(
             summary["warnings"] = job.warnings
         if needs_api and nothing_new(summary):
             snap.empty()  # a no-op evening leaves a manifest, not another copy of the lists
-        error = (
-            f"interrupted by {interrupt.signal}; what had arrived was loaded"
-            if interrupt.signal
-            else "; ".join(summary["reasons"])
-            if summary["status"] == "failed" and summary.get("reasons")
-            else None
-        )
+        explain(summary)
+        # etl_runs.error is for runs that did not complete: failed or interrupted.
+        error = summary["error"] if summary["status"] in ("failed", "interrupted") else None
         _record(ledger, summary, error)
     return summary
 
@@ -226,6 +226,22 @@ _CHANGES = (
 def nothing_new(summary: dict[str, Any]) -> bool:
     """An ok run that fetched nothing the database did not hold already."""
     return summary["status"] == "ok" and not any(summary.get(k) for k in _CHANGES)
+
+
+def explain(summary: dict[str, Any]) -> None:
+    """Give a summary that is not ok its ``reasons`` (a list, worst first) and
+    ``error`` (one line of them), so no consumer meets a non-ok status without why."""
+    if summary["status"] == "ok":
+        return
+    reasons = list(summary.get("reasons") or [])
+    if summary.get("interrupted_by"):
+        reasons.insert(
+            0, f"interrupted by {summary['interrupted_by']}; what had arrived was loaded"
+        )
+    if not reasons:  # a status set without a reason would be a bug: still say something
+        reasons = [f"the run ended {summary['status']}"]
+    summary["reasons"] = reasons
+    summary["error"] = "; ".join(reasons)
 
 
 def _finish(client: TsanghiClient | None, started: float, status: str) -> dict[str, Any]:

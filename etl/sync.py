@@ -18,7 +18,7 @@ import polars as pl
 
 from etl import history, transform
 from etl.api import Fetched, TsanghiClient
-from etl.calendar import is_trading_day
+from etl.calendar import is_trading_day, stale_table_warning
 from etl.db import Database
 from etl.errors import ApiError, SnapshotError, StageError
 from etl.extract import Request, fetch_all
@@ -70,7 +70,8 @@ def sync_lists(job: Job, exchanges: Iterable[str]) -> dict[str, Any]:
         fetched = job.client.etf_list(exchange)  # AuthError ends the run here
         job.snapshot.append_raw("list", [fetched])
         results[exchange] = apply_list(job, fetched_frame([fetched]), exchange)
-    if all(r["status"] == "failed" and "error" in r for r in results.values()):
+    failed = [r["status"] == "failed" and "error" in r for r in results.values()]
+    if all(failed) and not job.stop.is_set():  # a stopped run is interrupted, not failed
         # Not one list came: a wrong base URL, a dead API or a used-up quota.
         # Thousands of price requests would fail the same way: stop here.
         raise ApiError(
@@ -138,6 +139,7 @@ def list_summary(results: dict[str, dict[str, Any]], policy: Policy) -> dict[str
             if r["status"] == "partial"
         ),
         what="ETF lists",
+        names=[ex for ex, r in results.items() if r["status"] == "failed"],
     )
     return {
         "status": outcome.status,
@@ -167,10 +169,13 @@ def _broken_days(answers: list[Fetched], latest: dict[str, date | None]) -> list
     """Exchanges whose per-day answers cannot be trusted to be complete.
 
     A request that failed, or an empty answer for a day that was not a known
-    holiday: a trading day by the calendar, a day the other exchange traded
-    (XSHG and XSHE share one calendar), a day beyond the calendar's tables, or
-    the undated latest day itself. Taking such an answer for a holiday would
-    leave that day behind the next day's rows for good.
+    closure: a trading day by the calendar, a day the other exchange traded
+    (XSHG and XSHE share one calendar), or the undated latest day itself.
+    Taking such an answer for a holiday would leave that day behind the next
+    day's rows for good. A weekday beyond the calendar's table with an empty
+    answer for the whole exchange, before a later day it has rows for, was a
+    closure (etl/calendar.py): the data of that later day is out, so the data
+    of this one would be too.
     """
 
     def day(f: Fetched) -> str | None:
@@ -187,7 +192,11 @@ def _broken_days(answers: list[Fetched], latest: dict[str, date | None]) -> list
         asked = day(f)
         if asked is None or asked in traded:
             return True
-        return is_trading_day(date.fromisoformat(asked)) is not False
+        known = is_trading_day(date.fromisoformat(asked))
+        if known is None:
+            undated = latest.get(f.exchange)
+            return undated is None or asked >= undated.isoformat()
+        return known
 
     return sorted({f.exchange for f in answers if broken(f)})
 
@@ -197,6 +206,9 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     parts while normalize and load work through them."""
     assert job.client is not None
     started = time.monotonic()
+    if stale := stale_table_warning():  # every weekday of this year is asked of the API
+        job.warnings.append(stale)
+        log.warning(stale)
     tally = PriceTally()
     done_before = finish_pending(job, tally)
     before = (
@@ -333,16 +345,18 @@ def _load_failed(job: Job, error: StageError) -> StageError:
 
 def price_summary(job: Job, plan: Plan, tally: PriceTally, seconds: float) -> dict[str, Any]:
     total = plan.symbols.height
-    attempted = total - plan.up_to_date
+    attempted = total - plan.up_to_date - tally.not_fetched
     failed = len(tally.failed)
-    attempted -= tally.not_fetched
+    # The failed share is over every ETF of the run, up to date or not: an ETF
+    # failing every evening must not fail the evenings when few others needed a request.
     outcome = decide(
         Policy.from_settings(job.settings),
-        units=attempted,
+        units=total,
         failed=failed,
         rows_ok=tally.rows_valid,
         rows_rejected=tally.rows_rejected,
         stopped=job.client.breaker.reason if job.client else None,
+        names=sorted(tally.failed),
     )
     if tally.rows_pct_out_of_range:
         job.warnings.append(

@@ -17,7 +17,7 @@ from datetime import date
 import polars as pl
 
 from etl import decode
-from etl.corporate import JUMP_CEILING, JUMP_FLOOR, adjusted_prev_close, estimated_ratio
+from etl.corporate import CANDIDATE_CEILING, CANDIDATE_FLOOR, adjusted_prev_close, estimate_rows
 from etl.schema import (  # noqa: F401 - re-exported: the transform's vocabulary
     DAILY_SCHEMA,
     LIST_SCHEMA,
@@ -378,9 +378,11 @@ def _daily_rows(rows: pl.DataFrame, plan: pl.DataFrame, end_date: date) -> Resul
 def _derive(rows: pl.DataFrame) -> pl.DataFrame:
     """The derived columns, plus ``pct_out_of_range``: True where the change in
     percent did not fit NUMERIC(8,4) and price_change_pct is left NULL, and
-    ``action_ratio``: the estimated ratio where the open jumps beyond any daily
-    limit from the previous close (a share split, merge or conversion: see
-    etl/corporate.py), else null.
+    ``action_ratio``: the estimated ratio where the row is an ex-date (a share
+    split, merge or conversion: an open beyond the ETF's daily limit from the
+    previous close that the whole bar agrees with; see etl/corporate.py), else
+    null. The previous close is the row before in the batch (the source answered
+    nothing for the days between) or the stored one before the fetched range.
 
     On such an ex-date the change refers to the previous close in the new
     shares, round(previous close / ratio, 4), never to the unadjusted close.
@@ -389,11 +391,19 @@ def _derive(rows: pl.DataFrame) -> pl.DataFrame:
     not. price_change always fits: both closes are NUMERIC(10,4) and above 0.
     """
     rows = rows.sort("symbol", "trade_date")
+    in_batch = pl.col("close_price").shift(1).over("symbol").is_not_null()
+    stored_before = pl.col("prev_date") < pl.col("trade_date")
     prev = pl.coalesce(
         pl.col("close_price").shift(1).over("symbol"),
-        pl.when(pl.col("prev_date") < pl.col("trade_date")).then(pl.col("prev_close")),
+        pl.when(stored_before).then(pl.col("prev_close")),
     )
-    rows = _with_actions(rows.with_columns(prev.alias("_prev")))
+    prev_day = (
+        pl.when(in_batch)
+        .then(pl.col("trade_date").shift(1).over("symbol"))
+        .when(stored_before)
+        .then(pl.col("prev_date"))
+    )
+    rows = _with_actions(rows.with_columns(prev.alias("_prev"), prev_day.alias("_prev_day")))
     change = pl.col("close_price") - pl.col("_base")
     # Divides by null rather than 0 (a close divided by a huge ratio rounds to 0.0000):
     # polars evaluates both branches of a when.
@@ -411,33 +421,40 @@ def _derive(rows: pl.DataFrame) -> pl.DataFrame:
                 "pct_out_of_range"
             )
         )
-        .drop("_prev", "_base")
+        .drop("_prev", "_prev_day", "_base")
     )
 
 
 def _with_actions(rows: pl.DataFrame) -> pl.DataFrame:
-    """``action_ratio`` (etl/corporate.py: the estimated ratio where the open jumps
-    beyond any daily limit from ``_prev``, else null) and ``_base``, the close the
-    change refers to: ``_prev``, or on an ex-date ``_prev`` in new shares.
+    """``action_ratio`` (etl/corporate.py: the estimated ratio where the row is an
+    ex-date, else null) and ``_base``, the close the change refers to: ``_prev``,
+    or on an ex-date ``_prev`` in new shares.
 
-    A cheap test on every row picks the few candidates; only those pay for the
-    estimate (polars would evaluate it on every row of a when/then: four times the
-    whole derive).
+    A cheap test on every row picks the few candidates (an open beyond the
+    narrowest daily limit); only those pay for the estimate (polars would evaluate
+    it on every row of a when/then: four times the whole derive).
     """
     jump = pl.col("open_price").cast(pl.Float64) / pl.col("_prev").cast(pl.Float64)
     candidates = rows.select(
-        ((jump < JUMP_FLOOR) | (jump > JUMP_CEILING)).fill_null(False).arg_true()
+        ((jump < CANDIDATE_FLOOR) | (jump > CANDIDATE_CEILING)).fill_null(False).arg_true()
     ).to_series()
     ratio = pl.repeat(None, rows.height, dtype=RATIO, eager=True)
     base = rows["_prev"]
     if candidates.len():
         some = rows[candidates].select(
-            estimated_ratio(pl.col("_prev"), pl.col("open_price")).alias("r"), "_prev"
+            pl.col("_prev_day").cast(pl.Date).alias("prev_day"),
+            pl.col("trade_date").cast(pl.Date).alias("day"),
+            pl.col("_prev").alias("prev_close"),
+            "open_price",
+            "high_price",
+            "low_price",
+            "stock_name",
         )
+        some = some.with_columns(r=estimate_rows(some))
         adjusted = some.select(
             pl.when(pl.col("r").is_null())
-            .then(pl.col("_prev"))
-            .otherwise(adjusted_prev_close(pl.col("_prev"), pl.col("r")))
+            .then(pl.col("prev_close"))
+            .otherwise(adjusted_prev_close(pl.col("prev_close"), pl.col("r")))
         ).to_series()
         ratio = ratio.scatter(candidates, some["r"])
         base = base.clone().scatter(candidates, adjusted)

@@ -232,6 +232,7 @@ def test_check_reports_exactly_the_planted_holes_rows_and_splits(etl, synced, un
         "suspect_rows": len(SUSPECT),
         "corporate_actions": 3,
         "unrecorded_corporate_actions": unrecorded,
+        "needs_official_ratio": 0,
     }
     assert report["clean"] is False and report["status"] == "findings"
     assert report["latest"] == {"XSHE": "2024-03-29", "XSHG": "2024-03-29"}
@@ -397,16 +398,23 @@ def test_check_refuses_unknown_symbols_as_sync_prices_does(etl, synced):
 
 def test_the_calendar_agrees_with_the_holiday_tables_day_by_day():
     """is_trading_day answers from chinese_calendar's tables without its per-call scan:
-    the same answer for every day they cover, None for a weekday beyond them."""
+    the same answer for every day they cover but the five weekdays the exchanges
+    closed although the State Council's table has them as working days, None for a
+    weekday beyond them."""
     import chinese_calendar
 
     from etl.calendar import is_trading_day
 
+    exchange_only = {D("2005-02-07"), D("2005-02-08"), D("2006-01-26"), D("2006-01-27")}
+    exchange_only.add(D("2024-02-09"))
     years = sorted({d.year for d in chinese_calendar.holidays})
     day, checked = date(years[0], 1, 1), 0
     while day.year <= years[-1]:
         expected = day.weekday() < 5 and not chinese_calendar.is_holiday(day)
-        assert is_trading_day(day) is expected, day
+        if day in exchange_only:
+            assert expected and is_trading_day(day) is False, day
+        else:
+            assert is_trading_day(day) is expected, day
         day += timedelta(days=1)
         checked += 1
     assert checked > 365 * 15

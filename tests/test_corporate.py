@@ -14,9 +14,10 @@ import pytest
 from crashhelper import checksums
 from fakeapi import STANDARD_ACTIONS, is_trading_day
 
+from etl.corporate import estimate_rows
 from etl.db import Database
 from etl.load import Loader
-from etl.schema import DAILY_SCHEMA
+from etl.schema import DAILY_SCHEMA, PRICE
 
 FOUR = Decimal("0.0001")
 SPLIT, MERGE, CONVERSION = (a.symbol for a in STANDARD_ACTIONS)
@@ -366,3 +367,278 @@ def test_a_typed_part_written_before_action_ratio_still_loads(migrated_db, tmp_p
     assert result.inserted == 2
     assert migrated_db.fetch("SELECT count(*) FROM stock_daily_data")[0][0] == 2
     assert migrated_db.fetch("SELECT count(*) FROM etl_corporate_actions")[0][0] == 0
+
+
+# -- what real ETF histories look like ---------------------------------------------
+# The rule itself, on frames (etl/corporate.py): (previous trading day, day, previous
+# close, open, high, low, name) -> the ratio recorded, or None.
+
+NARROW, WIDE = "沪深300ETF华泰柏瑞", "创业板ETF易方达"  # daily limits of 10% and 20%
+
+
+def _estimate(prev_day: date, day: date, prev: str, o: str, h: str, lo: str, name: str):
+    frame = pl.DataFrame(
+        {
+            "prev_day": [prev_day],
+            "day": [day],
+            "prev_close": [Decimal(prev)],
+            "open_price": [Decimal(o)],
+            "high_price": [Decimal(h)],
+            "low_price": [Decimal(lo)],
+            "stock_name": [name],
+        },
+        schema_overrides={
+            c: PRICE for c in ("prev_close", "open_price", "high_price", "low_price")
+        },
+    )
+    value = estimate_rows(frame)[0]
+    return None if value is None else value.normalize()
+
+
+FRI, MON, THU, WED = date(2024, 3, 1), date(2024, 3, 4), date(2024, 2, 29), date(2024, 2, 28)
+TUE = date(2024, 3, 5)
+
+
+@pytest.mark.parametrize(
+    ("case", "prev_day", "day", "bar", "name", "ratio"),
+    [
+        # 1:2 over a weekend, the first trade 1% above the reference price: snapped.
+        ("split", FRI, MON, ("2.000", "1.010", "1.030", "1.000"), NARROW, Decimal(2)),
+        # A 2-for-1 whose first trade opened 4% below the reference: kept unsnapped
+        # (and listed by etl check as needs_official_ratio).
+        ("split opening off", FRI, MON, ("2.000", "0.960", "0.990", "0.950"), NARROW,
+         Decimal("2.0833")),
+        # A 1:1.1454 split on a 10%-limit ETF, opening at 0.8585 of the previous close.
+        ("small split", FRI, MON, ("2.000", "1.717", "1.760", "1.710"), NARROW,
+         Decimal("1.1648")),
+        # The same bar on a 20%-limit ETF is a day's trading.
+        ("small split, wide limit", FRI, MON, ("2.000", "1.717", "1.760", "1.710"), WIDE, None),
+        # A ChiNext ETF's +19.9% and -19.9% days, opening 16.5% off: markets, not splits.
+        ("+19.9% day", FRI, MON, ("2.000", "2.330", "2.398", "2.300"), WIDE, None),
+        ("-19.9% day", FRI, MON, ("2.398", "2.000", "2.020", "1.921"), WIDE, None),
+        # A cash dividend of 0.35 on a 1.35 ETF: the whole bar agrees with 1.35, no round
+        # ratio: recorded as its proportional factor, listed as needs_official_ratio.
+        ("dividend", FRI, MON, ("1.350", "1.000", "1.020", "0.990"), NARROW, Decimal("1.35")),
+        # An open printed 15% off while the day traded at the previous close: the bar
+        # does not agree with any one ratio.
+        ("bad open print", FRI, MON, ("1.000", "0.850", "1.000", "0.850"), NARROW, None),
+        # Two trading days suspended before the ex-date (Thursday to Monday): detected.
+        ("after a 2-day suspension", WED, MON, ("2.000", "1.010", "1.030", "1.000"), NARROW,
+         Decimal(2)),
+        # Three or more trading days without a row: the price may have moved anything.
+        ("after a 3-day gap", date(2024, 2, 27), MON, ("2.000", "1.010", "1.030", "1.000"),
+         NARROW, None),
+        ("resumption weeks later", date(2024, 1, 31), MON, ("2.000", "1.400", "1.450", "1.390"),
+         NARROW, None),
+    ],
+)  # fmt: skip
+def test_the_rule_tells_splits_from_market_days_and_dividends(
+    case, prev_day, day, bar, name, ratio
+):
+    assert _estimate(prev_day, day, *bar, name) == ratio, case
+
+
+# -- the same shapes served by the test API, through a sync and etl check ----------
+
+EX = date(2024, 3, 4)
+SHAPES = {
+    # symbol: (first close, {day: (open, high, low, close)}, days without a row)
+    "SZ.159915": (  # ChiNext ETF (20% limit): +19.9%, then -19.9%
+        "2.000",
+        {EX: ("2.330", "2.398", "2.300", "2.398"), TUE: ("2.000", "2.020", "1.921", "1.921")},
+        (),
+    ),
+    "SH.517547": ("1.350", {EX: ("1.000", "1.020", "0.990", "1.010")}, ()),  # dividend 0.35
+    "SH.517656": ("2.000", {EX: ("1.010", "1.030", "1.000", "1.020")}, (THU, FRI)),  # 1:2
+    "SH.560767": ("2.000", {EX: ("0.960", "0.990", "0.950", "0.980")}, ()),  # 1:2, 4% off
+    "SH.562943": ("2.000", {EX: ("1.717", "1.760", "1.710", "1.745")}, ()),  # 1:1.1454
+    "SZ.159711": (  # resumes after a month's suspension 30% lower
+        "2.000",
+        {EX: ("1.400", "1.450", "1.390", "1.420")},
+        tuple(d for d in (date(2024, 2, 1) + timedelta(days=i) for i in range(30)) if d < EX),
+    ),
+}
+
+
+def shaped_rows(universe, symbol: str, first: str, events: dict, missing=()) -> list[dict]:
+    """The daily rows of a quiet ETF (open at the last close, a 0.01 range) with
+    ``events`` as given and no row on the ``missing`` days."""
+    close, rows = Decimal(first), []
+    for day in universe.trading_days():
+        if day in missing:
+            continue
+        if day in events:
+            o, h, lo, c = (Decimal(v) for v in events[day])
+        else:
+            o, h, lo, c = close, close + Decimal("0.01"), close - Decimal("0.01"), close
+        rows.append(
+            {"ticker": symbol[3:], "date": day.isoformat(), "open": o, "high": h, "low": lo,
+             "close": c, "volume": 100000}
+        )  # fmt: skip
+        close = c
+    return rows
+
+
+def shape(universe, symbol: str, first: str, events: dict, missing=()) -> None:
+    exchange = "XSHG" if symbol.startswith("SH.") else "XSHE"
+    universe.set_rows(exchange, symbol[3:], shaped_rows(universe, symbol, first, events, missing))
+
+
+def test_real_shapes_record_splits_only_and_check_asks_for_unround_ratios(etl, db, universe):
+    for symbol, (first, events, missing) in SHAPES.items():
+        shape(universe, symbol, first, events, missing)
+    assert etl("sync").exit_code == 0
+    found = {s: a for s, a in actions(db).items() if s in SHAPES}
+    ex = EX.isoformat()
+    assert found == {
+        "SH.517547": (ex, Decimal("1.35"), "detected", Decimal("1.35"), None),
+        "SH.517656": (ex, 2, "detected", 2, None),
+        "SH.560767": (ex, Decimal("2.0833"), "detected", Decimal("2.0833"), None),
+        "SH.562943": (ex, Decimal("1.1648"), "detected", Decimal("1.1648"), None),
+    }
+    # The ex-date change against the previous close in new shares; raw elsewhere.
+    assert change_on(db, "SH.517656", ex)[2:] == (Decimal("0.0200"), Decimal("2.0000"))
+    assert change_on(db, "SH.517547", ex)[2:] == (Decimal("0.0100"), Decimal("1.0000"))
+    assert change_on(db, "SZ.159711", ex)[2:] == (Decimal("-0.5800"), Decimal("-29.0000"))
+    assert change_on(db, "SZ.159915", ex)[2:] == (Decimal("0.3980"), Decimal("19.9000"))
+    assert change_on(db, "SZ.159915", TUE.isoformat())[2:] == (
+        Decimal("-0.4770"),
+        Decimal("-19.8916"),
+    )
+
+    symbols = [a for s in SHAPES for a in ("--symbol", s)]
+    out = etl("check", *symbols)
+    assert out.exit_code == 3, out.stdout
+    unround = [(a["symbol"], a["ex_date"], a["ratio"]) for a in out.summary["needs_official_ratio"]]
+    assert unround == [
+        ("SH.517547", ex, 1.35),
+        ("SH.560767", ex, 2.0833),
+        ("SH.562943", ex, 1.1648),
+    ]
+    assert out.summary["counts"]["needs_official_ratio"] == 3
+    assert out.summary["counts"]["unrecorded_corporate_actions"] == 0
+    text = etl("check", *symbols, as_json=False)
+    assert text.exit_code == 3
+    lines = text.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "  3 detected ratios are not round: needs_official_ratio (etl record-action)" in lines
+    assert f"  SH.560767  {ex}     2.0833  detected  needs_official_ratio" in lines
+    assert f"  SH.517656  {ex}          2  detected" in lines
+
+    # The official ratio from the announcement ends the finding and fixes the change.
+    assert etl("record-action", "SH.560767", ex, "2").exit_code == 0
+    after = etl("check", *symbols)
+    assert [a["symbol"] for a in after.summary["needs_official_ratio"]] == [
+        "SH.517547",
+        "SH.562943",
+    ]
+    assert change_on(db, "SH.560767", ex)[2:] == (Decimal("-0.0200"), Decimal("-2.0000"))
+
+
+def test_a_full_refetch_over_stored_rows_records_nothing(etl, db, universe):
+    """An action is recorded for the rows a load writes, never for rows it skipped:
+    those keep the change they were stored with."""
+    shape(universe, "SH.517656", *SHAPES["SH.517656"])
+    assert etl("sync").exit_code == 0
+    ex = EX.isoformat()
+    db.execute("DELETE FROM etl_corporate_actions WHERE symbol = 'SH.517656'")
+    db.execute(
+        "UPDATE stock_daily_data SET price_change = -0.98, price_change_pct = -49 "
+        "WHERE symbol = 'SH.517656' AND trade_date = $1::timestamp",
+        (ex,),
+    )
+    tables = checksums(db)
+    out = etl("sync-prices", "--full", "--symbol", "SH.517656")
+    assert out.exit_code == 0 and out.summary["rows_inserted"] == 0
+    assert "SH.517656" not in actions(db)
+    assert checksums(db) == tables
+
+
+def test_a_gap_in_the_source_gives_a_false_split_that_the_fill_drops(etl, db, universe):
+    """Two days missing at the source while a 10%-limit ETF fell 9.5% on each: the day
+    after opens 22% below the last stored close, and the whole bar agrees with that.
+    Once the source has the two days, a --full fill estimates again and drops it."""
+    symbol, day = "SZ.159602", FRI.isoformat()
+    falls = {
+        WED: ("0.950", "0.950", "0.905", "0.905"),
+        THU: ("0.860", "0.860", "0.819", "0.819"),
+        FRI: ("0.778", "0.790", "0.770", "0.780"),
+    }
+    shape(universe, symbol, "1.000", falls, (WED, THU))
+    assert etl("sync").exit_code == 0
+    assert actions(db)[symbol] == (day, Decimal("1.2853"), "detected", Decimal("1.2853"), None)
+    assert change_on(db, symbol, day)[2:] == adjusted_change(
+        Decimal("1.000"), Decimal("0.780"), Decimal("1.2853")
+    )
+
+    shape(universe, symbol, "1.000", falls)
+    out = etl("sync-prices", "--full", "--symbol", symbol)
+    assert out.exit_code == 0 and out.summary["rows_inserted"] == 2
+    assert symbol not in actions(db)
+    assert change_on(db, symbol, day) == (
+        Decimal("0.819"),
+        Decimal("0.780"),
+        Decimal("-0.0390"),
+        Decimal("-4.7619"),
+    )
+    check = etl("check", "--symbol", symbol)
+    assert check.exit_code == 0, check.stdout
+    assert check.summary["corporate_actions"] == []
+
+
+def test_an_overwrite_of_the_ex_date_row_estimates_the_action_again(etl, db, universe):
+    """The source corrects the ex-date bar: --overwrite stores it, and the detected
+    action follows the row: a new estimate, then none once the jump is gone."""
+    symbol, ex = "SH.560767", EX.isoformat()
+    first, events, missing = SHAPES[symbol]
+    shape(universe, symbol, first, events, missing)
+    assert etl("sync").exit_code == 0
+    assert actions(db)[symbol][1] == Decimal("2.0833")
+
+    from_ex = len([d for d in universe.trading_days() if d >= EX])  # every later close moves
+    shape(universe, symbol, first, {EX: ("1.000", "1.010", "0.990", "1.000")})
+    out = etl("sync-prices", "--full", "--overwrite", "--symbol", symbol)
+    assert out.exit_code == 0 and out.summary["rows_updated"] == from_ex
+    assert actions(db)[symbol] == (ex, 2, "detected", 2, None)
+    assert change_on(db, symbol, ex)[2:] == (Decimal("0.0000"), Decimal("0.0000"))
+
+    shape(universe, symbol, first, {EX: ("1.980", "2.000", "1.970", "1.990")})
+    out = etl("sync-prices", "--full", "--overwrite", "--symbol", symbol)
+    assert out.exit_code == 0 and out.summary["rows_updated"] == from_ex
+    assert symbol not in actions(db)
+    assert change_on(db, symbol, ex)[2:] == (Decimal("-0.0100"), Decimal("-0.5000"))
+
+
+def test_a_jump_after_a_confirmed_long_suspension_is_recorded_for_an_official_ratio(
+    etl, db, universe
+):
+    """A month without a row, then an open 30% lower: nothing is detected while the
+    gap is unexplained. Once the repair has the source confirm the suspension, the
+    day after it is an ex-date like any other, and its unround ratio is a finding."""
+    symbol, ex = "SZ.159711", EX.isoformat()
+    shape(universe, symbol, *SHAPES[symbol])
+    assert etl("sync").exit_code == 0
+    assert symbol not in actions(db)
+    before = etl("check", "--symbol", symbol)
+    assert before.exit_code == 3
+    assert [(h["start"], h["end"]) for h in before.summary["holes"]] == [
+        ("2024-02-01", "2024-03-01")
+    ]
+    assert before.summary["corporate_actions"] == []
+
+    repaired = etl("check", "--repair", "--symbol", symbol)
+    assert repaired.exit_code == 3, repaired.stdout
+    assert repaired.summary["repair"]["findings_confirmed"] == 1
+    assert repaired.summary["repair"]["splits_recorded"] == 1
+    assert repaired.summary["holes"] == []
+    assert [(a["ex_date"], a["ratio"]) for a in repaired.summary["needs_official_ratio"]] == [
+        (ex, 1.4286)
+    ]
+    assert actions(db)[symbol] == (ex, Decimal("1.4286"), "detected", Decimal("1.4286"), None)
+    assert change_on(db, symbol, ex)[2:] == adjusted_change(
+        Decimal("2.000"), Decimal("1.420"), Decimal("1.4286")
+    )
+    # A later load around it estimates it again with the same confirmed days: it stays.
+    again = etl("sync-prices", "--full", "--overwrite", "--symbol", symbol)
+    assert again.exit_code == 0 and again.summary["rows_updated"] == 0
+    assert actions(db)[symbol][1] == Decimal("1.4286")

@@ -7,7 +7,10 @@ runs the real CLI against a real PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import re
+import signal
+import time
 from pathlib import Path
 
 import polars as pl
@@ -15,11 +18,15 @@ import pytest
 from crashhelper import (
     active_tickers,
     assert_consistent,
+    child_env,
     rejects,
     runs,
     source_count,
     source_dates,
+    spawn,
+    wait_for,
 )
+from etlfixtures import TOKEN
 from fakeapi import universe as universe_module
 
 
@@ -60,6 +67,9 @@ TRANSIENT = {
     "truncated-length": {"full_length": True},  # Content-Length promises more than comes
     "malformed": {},
     "envelope": {},
+    "body-blank503": {"status": 503, "body": "blank"},  # a 503 with no body at all
+    "body-html502": {"status": 502, "body": "html"},
+    "body-object200": {"status": 200, "body": "{}"},  # a 200 that is no envelope
 }
 
 
@@ -99,6 +109,75 @@ def test_a_transient_fault_on_every_endpoint_is_retried_and_the_data_is_complete
     assert s["rows_inserted"] == 2 * s["symbols_total"]
 
 
+# -- answers that are no envelope: named by status and body, the rest loads ----------
+
+# What the reason says of each body the servers in front of the API may send.
+BODY_SAID = {
+    "blank": "an empty body",
+    "text": "a body that is not JSON: 'Service Unavailable'",
+    "{}": "JSON that is not the API envelope: {}",
+    "[]": "JSON that is not the API envelope: []",
+    "html": "an HTML page (Error)",
+}
+
+
+@pytest.mark.parametrize("status", [200, 404, 502, 503])
+@pytest.mark.parametrize("body", list(BODY_SAID))
+def test_a_ticker_answered_with_no_envelope_fails_with_its_status_and_body_and_the_rest_loads(
+    body, status, etl, db, api, universe
+):
+    ticker = active_tickers(universe, "XSHG")[3]
+    symbol = f"SH.{ticker}"
+    api.add_fault("body", endpoint="daily", ticker=ticker, times=None, status=status, body=body)
+    out = etl("sync", env={"ETL_HTTP_ATTEMPTS": "3"})
+    assert out.exit_code == 3, out.stderr
+    assert "Traceback" not in out.stderr
+    s = out.summary
+    asked = [r.status for r in api.requests if r.ticker == ticker]
+    if status == 404:  # a client error: asked once, never again
+        reason = (
+            f"HTTP 404 with {BODY_SAID[body]}: no such address {api.base_url}/etf/XSHG/daily; "
+            "check TSANGHI_BASE_URL (not retried)"
+        )
+        assert asked == [404]
+    else:  # 5xx, and a 200 whose body is cut or garbled: retried, then named
+        reason = f"HTTP {status} with {BODY_SAID[body]} (after 3 attempts)"
+        assert asked == [status] * 3
+    assert s["failed"] == [{"symbol": symbol, "reason": reason}]
+    assert s["status"] == "partial" and s["symbols_failed"] == 1
+    assert s["reasons"] == [f"1 of {s['symbols_total']} symbols failed ({symbol})"]
+    assert s["error"] == s["reasons"][0]
+    assert f"{symbol} skipped: {reason}" in out.stderr
+    # Every other ETF is stored whole.
+    stored = assert_consistent(db, universe, whole=True)
+    assert set(stored) == set(source_dates(universe)) - {symbol}
+    assert price_rows(db) == source_count(universe, skip=(symbol,))
+
+
+def test_one_empty_503_for_one_etf_of_many_loads_every_etf(etl, db, api, universe):
+    ticker = active_tickers(universe, "XSHE")[2]
+    fault = api.add_fault("body", endpoint="daily", ticker=ticker, status=503, body="blank")
+    out = etl("sync")
+    assert_complete(out, db, universe)
+    assert fault.hits == 1
+    assert [r.status for r in api.requests if r.ticker == ticker] == [503, 200]
+
+
+def test_a_list_answered_with_an_empty_404_fails_its_exchange_only(etl, db, api, universe):
+    api.add_fault("body", endpoint="list", exchange="XSHE", times=None, status=404, body="blank")
+    out = etl("sync")
+    assert out.exit_code == 3, out.stderr
+    s = out.summary
+    assert s["exchanges"]["XSHE"] == {
+        "status": "failed",
+        "error": f"HTTP 404 with an empty body: no such address {api.base_url}/etf/XSHE/list; "
+        "check TSANGHI_BASE_URL (not retried)",
+    }
+    assert s["reasons"] == ["1 of 2 ETF lists failed (XSHE)"] and s["error"] == s["reasons"][0]
+    stored = assert_consistent(db, universe, whole=True)
+    assert stored and all(symbol.startswith("SH.") for symbol in stored)
+
+
 # -- persistent: skipped, named, partial ----------------------------------------------
 
 
@@ -111,8 +190,9 @@ def test_tickers_that_always_fail_are_named_with_their_reason_and_the_rest_loads
     out = etl("sync", as_json=False)
     assert out.exit_code == 3, out.stderr
     assert "PARTIAL" in out.stdout
-    assert f"SH.{down}: HTTP 503 (after 5 attempts)" in out.stdout
-    assert re.search(rf"SZ\.{garbled}: .*not JSON.* \(after 5 attempts\)", out.stdout)
+    page = "an HTML page (503 Service Temporarily Unavailable)"
+    assert f"SH.{down}: HTTP 503 with {page} (after 5 attempts)" in out.stdout
+    assert f"SZ.{garbled}: HTTP 200 with an HTML page (Tsanghi) (after 5 attempts)" in out.stdout
     assert f"SH.{down} skipped" in out.stderr  # the log line as it happened
 
     failed = {f"SH.{down}", f"SZ.{garbled}"}
@@ -146,7 +226,10 @@ def test_a_list_that_stays_down_fails_its_exchange_only_and_retires_nobody(etl, 
     s = out.summary
     assert s["status"] == "partial"
     assert s["exchanges"]["XSHG"]["status"] == "ok"
-    assert s["exchanges"]["XSHE"] == {"status": "failed", "error": "HTTP 502 (after 5 attempts)"}
+    assert s["exchanges"]["XSHE"] == {
+        "status": "failed",
+        "error": "HTTP 502 with an HTML page (502 Bad Gateway) (after 5 attempts)",
+    }
     assert s["etfs_deactivated"] == 0
     active = db.fetch("SELECT count(*) FROM stock_info WHERE is_etf = 'Y' AND is_active = 'Y'")
     assert active[0][0] == len(source_dates(universe))
@@ -339,3 +422,35 @@ def test_a_token_rejected_by_the_prices_endpoint_stops_sync_prices(etl, db, api,
     assert api.request_count("daily") <= 2 * 4  # the requests already in flight, no more
     assert runs(db)[-1][1:3] == ("sync-prices", "failed")
     assert sum(1 for r in api.requests if r.kind == "daily") < len(source_dates(universe))
+
+
+# -- a stop during a retry's wait ----------------------------------------------------------
+
+
+def test_sigterm_during_a_retry_backoff_ends_the_run_at_once(db, api, universe, data_dir, tmp_path):
+    ticker = active_tickers(universe, "XSHG")[0]
+    api.add_fault("body", endpoint="daily", ticker=ticker, times=None, status=503, body="blank")
+    # A 30 s backoff: only a wait that wakes on the signal ends the run within seconds.
+    env = child_env(db.url, api.base_url, TOKEN, data_dir, ETL_HTTP_BACKOFF="30", ETL_WORKERS="2")
+    log = tmp_path / "backoff"
+    proc = spawn(["--json", "sync"], env, log)
+    try:
+        wait_for(lambda: any(r.ticker == ticker for r in api.requests), proc=proc)
+        time.sleep(0.5)  # the failed attempt is in, the worker waits out its backoff
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        code = proc.wait(60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = log.with_suffix(".err").read_text()
+    assert code == 143, err
+    assert took < 5, took
+    assert [r.status for r in api.requests if r.ticker == ticker] == [503]  # no second attempt
+    s = json.loads(log.with_suffix(".out").read_text())
+    assert s["status"] == "interrupted" and s["interrupted_by"] == "SIGTERM"
+    assert s["reasons"][0] == "interrupted by SIGTERM; what had arrived was loaded"
+    assert s["error"].startswith(s["reasons"][0])
+    assert_consistent(db, universe, whole=True)

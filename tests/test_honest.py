@@ -7,12 +7,21 @@ from the digits the API sent, and no error body carries the token to disk.
 
 from __future__ import annotations
 
+import socket
+import time
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
-from crashhelper import active_tickers, rejects, runs, source_count, source_dates
+from crashhelper import (
+    active_tickers,
+    assert_consistent,
+    rejects,
+    runs,
+    source_count,
+    source_dates,
+)
 from etlfixtures import TOKEN
 
 
@@ -40,7 +49,8 @@ def test_a_base_url_answering_404_everywhere_stops_after_the_two_lists(how, etl,
     assert api.request_count() == 2  # one per list, never retried, no prices asked
     assert "no ETF list could be fetched" in out.stderr
     assert "Check TSANGHI_BASE_URL" in out.stderr
-    assert "HTTP 404: no such address" in out.stderr and "(not retried)" in out.stderr
+    came = " with an HTML page (404 Not Found)" if how == "html404" else ""
+    assert f"HTTP 404{came}: no such address" in out.stderr and "(not retried)" in out.stderr
     assert TOKEN not in out.stderr + out.stdout
     assert out.summary["status"] == "failed"
     assert db.fetch("SELECT count(*) FROM stock_info")[0][0] == 0
@@ -66,7 +76,9 @@ def test_client_errors_fail_their_request_at_once_and_the_rest_loads(etl, db, ap
         f"SH.{refused}": "API error code 400: 参数错误 (bad parameter) (not retried)",
         f"SH.{gone}": failed[f"SH.{gone}"],
     }
-    assert failed[f"SH.{gone}"].startswith("HTTP 404: no such address http://127.0.0.1:")
+    assert failed[f"SH.{gone}"].startswith(
+        "HTTP 404 with an HTML page (404 Not Found): no such address http://127.0.0.1:"
+    )
     assert "token" not in failed[f"SH.{gone}"]
     assert [r.ticker for r in api.requests if r.fault].count(refused) == 1
     assert [r.ticker for r in api.requests if r.fault].count(gone) == 1
@@ -122,7 +134,8 @@ def test_the_breaker_stops_a_run_whose_requests_keep_failing_and_keeps_what_arri
     s = out.summary
     assert s["status"] == "failed"
     assert s["reasons"][0] == (
-        "stopped fetching: 5 requests in a row failed (last: HTTP 503 (after 2 attempts))"
+        "stopped fetching: 5 requests in a row failed "
+        "(last: HTTP 503 with an HTML page (503 Service Temporarily Unavailable) (after 2 attempts))"
     )
     assert f"Error: {s['reasons'][0]}" in out.stderr
     # At most the requests in flight when it opened followed; far from all symbols.
@@ -250,3 +263,96 @@ def test_an_error_page_echoing_the_url_leaves_no_token_in_the_snapshot(etl, db, 
     # The pages were kept, with the token masked: the test could have failed.
     assert len(bodies) == 2 and all("token=***" in b for b in bodies)
     assert all(f"ticker={ticker}" in b for b in bodies if "daily" in b)
+
+
+# -- nothing answers at the base URL: said at once, never blamed on the token ---------------
+
+
+def _free_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("where", ["refused", "unresolvable"])
+def test_a_base_url_nobody_answers_at_fails_fast_and_says_why(where, etl, db, data_dir):
+    if where == "refused":
+        host = f"127.0.0.1:{_free_port()}"
+        said = f"cannot connect to {host}: connection refused (after 3 attempts)"
+    else:
+        host = "etf-sync-test.invalid"  # .invalid never resolves (RFC 2606)
+        said = f"cannot resolve host {host} (not retried)"
+    # A real backoff: the quick retries of a refused connection must not wait on it.
+    env = {"TSANGHI_BASE_URL": f"http://{host}/api/fin", "ETL_HTTP_BACKOFF": "2"}
+    started = time.monotonic()
+    out = etl("sync", env=env)
+    assert time.monotonic() - started < 5
+    assert out.exit_code == 1, out.stderr
+    error = (
+        f"no ETF list could be fetched (XSHG: {said}; XSHE: {said}). Nothing was changed and "
+        f"no prices were asked for. Check TSANGHI_BASE_URL (now http://{host}/api/fin) and "
+        "the network: no server answered there"
+    )
+    assert f"Error: {error}" in out.stderr
+    assert "token" not in out.stderr.lower() and "Traceback" not in out.stderr
+    s = out.summary
+    assert s["status"] == "failed" and s["error"] == error and s["reasons"] == [error]
+    assert db.fetch("SELECT count(*) FROM stock_info")[0][0] == 0
+    (run,) = runs(db)
+    assert run[2:] == ("failed", error)
+
+
+# -- one ETF that always fails: partial every evening, named with its reason ----------------
+
+
+def test_one_etf_failing_every_evening_leaves_each_evening_partial(etl, db, api, universe):
+    ticker = active_tickers(universe, "XSHE")[1]
+    symbol = f"SZ.{ticker}"
+    api.add_fault("body", endpoint="daily", ticker=ticker, times=None, status=503, body="blank")
+    env = {"ETL_HTTP_ATTEMPTS": "2"}
+    reason = "HTTP 503 with an empty body (after 2 attempts)"
+    evenings = []
+    for evening in range(4):
+        if evening < 3:
+            universe.advance(1)  # the fourth run asks again the same evening: all up to date
+        out = etl("sync", env=env)
+        assert out.exit_code == 3, out.stderr
+        s = out.summary
+        total = s["symbols_total"]
+        assert s["status"] == "partial"
+        assert s["failed"] == [{"symbol": symbol, "reason": reason}]
+        assert s["reasons"] == [f"1 of {total} symbols failed ({symbol})"]
+        assert s["error"] == s["reasons"][0]
+        evenings.append((s["symbols_up_to_date"], s["symbols_ok"]))
+    # The evenings asked little of the API: the others came by day, or were up to date.
+    assert evenings[-1] == (total - 1, 0)
+    stored = assert_consistent(db, universe, whole=True)
+    assert set(stored) == set(source_dates(universe)) - {symbol}
+    assert [r[2] for r in runs(db)] == ["partial"] * 4
+
+
+def test_every_summary_that_is_not_ok_says_why_in_reasons_and_error(etl, db, api, universe):
+    down = [s for s in sorted(source_dates(universe)) if s.startswith("SH.")][:4]
+    for symbol in down:
+        api.add_fault("502", endpoint="daily", ticker=symbol[3:], times=None)
+    out = etl("sync", env={"ETL_HTTP_ATTEMPTS": "1"})
+    assert out.exit_code == 1, out.stderr
+    s = out.summary
+    total = s["symbols_total"]
+    assert s["reasons"] == [f"4 of {total} symbols failed ({', '.join(down)}), more than 10%"]
+    assert s["error"] == s["reasons"][0]
+    (run,) = runs(db)
+    assert run[2:] == ("failed", s["error"])
+
+    api.clear_faults()
+    healed = etl("sync")
+    assert healed.exit_code == 0 and "reasons" not in healed.summary
+    assert "error" not in healed.summary
+
+    # An outcome with no run behind it (here: no token) says why the same way.
+    refused = etl("sync", env={"TSANGHI_TOKEN": None, "STOCK_API_TOKEN": None})
+    assert refused.exit_code == 1
+    assert refused.summary["status"] == "failed"
+    assert refused.summary["reasons"] == [refused.summary["error"]]
+    assert refused.summary["error"].startswith("no API token")

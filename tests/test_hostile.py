@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 from crashhelper import active_tickers, dbname, rejects
+from etlfixtures import TOKEN
 
 # Pieces of the hostile values below that no statement of the tool contains.
 HOSTILE = ("510050'", "Robert'", "1'; DROP", "5100501", "15991", "坏ETF", "５１００５０")
@@ -180,3 +182,25 @@ def test_odd_tickers_from_the_api_are_rejected_rows_and_never_reach_sql(
     statements = [line for line in logged.splitlines() if "statement:" in line or "execute" in line]
     assert any("stock_daily_data" in line for line in statements)  # logging did work
     assert not [line for line in statements if any(h in line for h in HOSTILE)]
+
+
+def test_a_text_body_quoting_the_request_leaves_no_token_in_any_reason(etl, db, api, universe):
+    api.add_fault("body", endpoint="list", exchange="XSHE", times=None, status=502, body="echo")
+    out = etl("sync", env={"ETL_HTTP_ATTEMPTS": "2"})
+    assert out.exit_code == 3, out.stderr
+    reason = out.summary["exchanges"]["XSHE"]["error"]
+    assert reason == (
+        "HTTP 502 with a body that is not JSON: 'bad gateway: GET /api/fin/etf/XSHE/list?"
+        "token=***' (after 2 attempts)"
+    )
+    files = [p for p in Path(out.summary["snapshot"]).rglob("*") if p.is_file()]
+    written = [
+        pl.read_parquet(p).write_ndjson() if p.suffix == ".parquet" else p.read_text()
+        for p in files
+    ]
+    assert any("bad gateway: GET /api/fin/etf/XSHE/list?token=***" in text for text in written)
+    for text in (out.stdout, out.stderr, *written):
+        assert TOKEN not in text and TOKEN.split("-")[1] not in text
+    assert db.fetch(
+        "SELECT count(*) FROM etl_runs WHERE counts::text LIKE $1", (f"%{TOKEN}%",)
+    ) == [(0,)]

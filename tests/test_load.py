@@ -117,12 +117,13 @@ def test_columns_are_matched_by_name_not_position(db):
     )
     db.execute(
         "CREATE TABLE stock_info (symbol VARCHAR(20) PRIMARY KEY, last_sync_date TIMESTAMP, "
-        "first_fetch_time TIMESTAMP, updated_at TIMESTAMP NOT NULL)"
+        "first_fetch_time TIMESTAMP, updated_at TIMESTAMP NOT NULL, stock_name VARCHAR(100))"
     )
-    # The tool's own table of share splits: load reads it for the change on an ex-date.
+    # The tool's own table of share splits: load reads it for the change on an ex-date,
+    # and estimates its detected actions again around the rows it wrote.
     db.execute(
         "CREATE TABLE etl_corporate_actions (symbol VARCHAR(20), ex_date DATE, ratio NUMERIC, "
-        "PRIMARY KEY (symbol, ex_date))"
+        "source TEXT, PRIMARY KEY (symbol, ex_date))"
     )
     loader = Loader(db)
     try:

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from etl import transform
-from etl.api import classify
+from etl.api import _envelope, classify, describe_body
 from etl.breaker import Breaker
-from etl.outcome import Outcome, Policy, decide
+from etl.outcome import Outcome, Policy, decide, no_lists_message
 from etl.settings import Settings
 from etl.snapshot import RAW_SCHEMA
 
@@ -55,6 +55,20 @@ POLICY = Policy(max_failed_share=0.10, reject_partial_share=0.0, reject_failed_s
 )
 def test_the_policy_decides_the_status_and_says_why(figures, status, reasons):
     assert decide(POLICY, **figures) == Outcome(status, reasons)
+
+
+def test_the_failed_share_names_the_first_failed_units():
+    names = [f"SH.51000{i}" for i in range(7)]
+    assert decide(POLICY, units=30, failed=7, names=names).reasons == (
+        "7 of 30 symbols failed (SH.510000, SH.510001, SH.510002, SH.510003, SH.510004 "
+        "and 2 more), more than 10%",
+    )
+    assert decide(POLICY, units=30, failed=1, names=["SZ.159915"]) == Outcome(
+        "partial", ("1 of 30 symbols failed (SZ.159915)",)
+    )
+    assert decide(POLICY, units=1, failed=1, names=["SZ.159915"]) == Outcome(
+        "failed", ("all 1 symbols failed (SZ.159915)",)
+    )
 
 
 def test_the_reject_thresholds_come_from_the_settings_and_the_environment():
@@ -143,6 +157,45 @@ def test_a_tripped_breaker_keeps_its_first_reason_across_threads():
 )
 def test_answers_are_classified_by_status_code_then_wording(status, code, msg, kind):
     assert classify(status, code, msg) == kind
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("", "an empty body"),
+        (" \r\n", "an empty body"),
+        ("{}", "JSON that is not the API envelope: {}"),
+        ("[]", "JSON that is not the API envelope: []"),
+        ("null", "JSON that is not the API envelope: null"),
+        ('{"code": null, "data": []}', 'JSON that is not the API envelope: {"code": null, "data": []}'),
+        ("Service Unavailable", "a body that is not JSON: 'Service Unavailable'"),
+        ("<html><head><title>502 Bad\n Gateway</title></head></html>", "an HTML page (502 Bad Gateway)"),
+        ("<html><body><h1>Oops <b>down</b></h1></body></html>", "an HTML page (Oops down)"),
+        ("<!DOCTYPE html><p>nothing named</p>", "an HTML page"),
+        ('{"msg":"操作成功","code":200,"data":[{"tic', """a body that is not JSON: '{"msg":"操作成功","code":200,"data":[{"tic'"""),
+        ("x" * 70, f"a body that is not JSON: '{'x' * 60}…'"),
+    ],
+)  # fmt: skip
+def test_a_body_that_is_no_envelope_is_described_in_a_few_words(body, said):
+    assert describe_body(body) == said
+    assert _envelope(body, "daily")[0] is None  # no code: never taken for an answer
+
+
+def test_no_list_blames_the_token_only_when_a_server_answered():
+    unreachable = {
+        "XSHG": {"status": "failed", "error": "cannot connect to h:1: connection refused (after 3 attempts)"},
+        "XSHE": {"status": "failed", "error": "cannot resolve host h (not retried)"},
+    }  # fmt: skip
+    assert no_lists_message(unreachable, "http://u:pw@h:1/api") == (
+        "no ETF list could be fetched (XSHG: cannot connect to h:1: connection refused "
+        "(after 3 attempts); XSHE: cannot resolve host h (not retried)). Nothing was changed "
+        "and no prices were asked for. Check TSANGHI_BASE_URL (now http://***@h:1/api) and "
+        "the network: no server answered there"
+    )
+    answered = {**unreachable, "XSHE": {"status": "failed", "error": "HTTP 503 with an empty body"}}
+    assert no_lists_message(answered, "http://h:1/api").endswith(
+        "if both are right, the API is down or refusing this token: try again later"
+    )
 
 
 # -- exact decimals from the wire ---------------------------------------------------------

@@ -48,13 +48,18 @@ def hole_days(report: dict) -> dict[str, list[str]]:
 
 
 def trading_days(first: str, last: str) -> list[date]:
-    from datetime import timedelta
+    """As the test API's own calendar has them (never etl.calendar's)."""
+    from fakeapi.universe import trading_days_between
 
-    from etl.calendar import trading_days_between
+    return trading_days_between(date.fromisoformat(first), date.fromisoformat(last))
 
-    return trading_days_between(
-        date.fromisoformat(first) - timedelta(days=1), date.fromisoformat(last)
-    )
+
+def official_conversion(etl) -> None:
+    """Record the conversion 1:3.8165 from the fund's announcement: its estimate from
+    the prices is no round ratio, so until then every check lists it as
+    needs_official_ratio."""
+    out = etl("record-action", "SH.510300", "2024-03-11", "3.8165")
+    assert out.exit_code == 0, out.stdout
 
 
 def one_row_per_day(db: Database) -> None:
@@ -74,6 +79,7 @@ def daily_requests(api) -> list[tuple[str, str, str]]:
 
 def test_suspensions_are_holes_until_the_source_confirms_them(etl, db, api, universe):
     assert etl("sync").exit_code == 0
+    official_conversion(etl)
     expected = suspension_holes(universe)
     assert expected, "the universe must have suspended days for this test to mean anything"
 
@@ -112,6 +118,7 @@ def test_a_repair_whose_requests_failed_confirms_nothing(etl, db, api, universe)
 
 def test_repair_brings_back_deleted_and_damaged_rows_exactly(etl, db, api, universe):
     assert etl("sync").exit_code == 0
+    official_conversion(etl)
     assert etl("check", "--repair").exit_code == 0  # the suspensions, confirmed once
     reference = checksums(db)
 
@@ -167,6 +174,7 @@ def test_repair_records_a_split_found_in_rows_it_did_not_load(etl, db, universe)
     """Rows stored before splits were detected (or by another writer) carry a change
     against the unadjusted close; the repair records the split and fixes that day."""
     assert etl("sync").exit_code == 0
+    official_conversion(etl)
     assert etl("check", "--repair").exit_code == 0
     fixed = db.fetch(
         "SELECT price_change::text, price_change_pct::text FROM stock_daily_data "
@@ -189,7 +197,13 @@ def test_repair_records_a_split_found_in_rows_it_did_not_load(etl, db, universe)
         ("SZ.159915", "2024-02-26", False),
     ]
     repaired = etl("check", "--repair")
-    assert repaired.exit_code == 0, repaired.stdout
+    # Recorded, but the conversion's estimate is no round ratio: the check says so.
+    assert repaired.exit_code == 3, repaired.stdout
+    assert repaired.summary["counts"]["unrecorded_corporate_actions"] == 0
+    assert [
+        (a["symbol"], a["ex_date"], a["source"]) for a in repaired.summary["needs_official_ratio"]
+    ] == [("SH.510300", "2024-03-11", "detected")]
+    assert repaired.summary["holes"] == [] and repaired.summary["suspect_rows"] == []
     assert repaired.summary["repair"]["splits_recorded"] == 3
     assert repaired.summary["repair"]["requests"] == 0  # nothing to fetch for a split
     assert db.fetch(

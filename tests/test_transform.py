@@ -151,7 +151,7 @@ def test_an_ex_date_is_detected_and_its_change_refers_to_the_adjusted_close():
         day("2024-01-03", "1.180", open_="1.170", high="1.19", low="1.16"),  # 2-for-1 split
         day("2024-01-04", "1.190"),
         day("2024-01-05", "0.3120", open_="0.3117", high="0.313", low="0.311"),  # 1:3.8165
-        day("2024-01-08", "0.3740"),  # +19.9%: a limit move, no action
+        day("2024-01-08", "0.3430"),  # +9.9%: a limit move of a 10% ETF, no action
     ]
     out = T.daily_rows(raw("XSHG", rows), p, END).rows
     assert out["action_ratio"].to_list() == [None, Decimal(2), None, Decimal("3.8178"), None]
@@ -161,7 +161,7 @@ def test_an_ex_date_is_detected_and_its_change_refers_to_the_adjusted_close():
         Decimal("0.0075"),
         Decimal("0.0100"),
         Decimal("0.0003"),
-        Decimal("0.0620"),
+        Decimal("0.0310"),
     ]
     assert out["price_change_pct"][1] == Decimal("0.6397")  # 0.0075 * 100 / 1.1725
 

@@ -1,8 +1,10 @@
--- etl check: every ETF with its market, state, listing dates and its first and last
--- stored trading day (the calendar date in Asia/Shanghai), two index probes per ETF
+-- etl check: every ETF with its name (which gives its daily limit), market, state,
+-- listing dates and its first and last stored trading day (the calendar date in
+-- Asia/Shanghai), two index probes per ETF
 -- through idx_symbol_date. All ETFs, not only the chosen ones: an exchange's latest
 -- stored trading day is the latest day any of its ETFs has.
 SELECT i.symbol,
+       i.stock_name,
        i.market_code,
        i.is_active,
        i.list_date::date AS list_date,

@@ -11,7 +11,8 @@
 --   * its trade_date is not at midnight, or is one of the closed days passed in
 --     (weekends and known holidays, at midnight);
 --   * its open lies outside [floor, ceiling] x the previous stored close
---     (etl/corporate.py's JUMP_FLOOR / JUMP_CEILING, passed in).
+--     (etl/corporate.py's CANDIDATE_FLOOR / CANDIDATE_CEILING, the narrowest
+--     daily limit, passed in): etl/corporate.py decides whether it is an ex-date.
 -- $1 symbols (text[]), $2 closed days (timestamp[]), $3 floor, $4 ceiling. They are
 -- read once from a materialized CTE: a cast of a parameter would run per row.
 WITH params AS MATERIALIZED (
@@ -27,12 +28,14 @@ SELECT c.symbol,
        r.prev_ts,
        r.prev_close::text AS prev_close,
        r.open_price::text AS open_price,
+       r.high_price::text AS high_price,
+       r.low_price::text AS low_price,
        r.volume = 0 AS zero_volume,
        r.bad_ohlc
 FROM chosen AS c
 CROSS JOIN params AS p
 CROSS JOIN LATERAL (
-    SELECT d.trade_date, d.open_price, d.volume,
+    SELECT d.trade_date, d.open_price, d.high_price, d.low_price, d.volume,
            lag(d.trade_date) OVER w AS prev_ts,
            lag(d.close_price) OVER w AS prev_close,
            -- low <= open, close <= high in a consistent row, so low <= 0 covers them all

@@ -1,8 +1,9 @@
 -- The change of the stored row on each ex-date staged in etl_stage_recompute
 -- (symbol, ex_date) from the ratio in etl_corporate_actions, as etl/corporate.py
 -- defines it: against the previous stored close in new shares,
--- round(previous close / ratio, 4). A row with no stored row before it keeps its
--- values.
+-- round(previous close / ratio, 4). Where no action is recorded for the day (one
+-- just dropped) the change is the raw one again (ratio 1). A row with no stored
+-- row before it keeps its values.
 UPDATE stock_daily_data AS t
 SET price_change = x.change,
     price_change_pct = x.pct,
@@ -13,13 +14,13 @@ FROM (
                  AND abs(round((d.close_price - p.base) * 100 / p.base, 4)) < 10000
                 THEN round((d.close_price - p.base) * 100 / p.base, 4) END AS pct
     FROM etl_stage_recompute AS s
-    JOIN etl_corporate_actions AS a ON a.symbol = s.symbol AND a.ex_date = s.ex_date
+    LEFT JOIN etl_corporate_actions AS a ON a.symbol = s.symbol AND a.ex_date = s.ex_date
     JOIN stock_daily_data AS d
-      ON d.symbol = a.symbol
-     AND d.trade_date >= a.ex_date - interval '8 hours'
-     AND d.trade_date < a.ex_date + interval '16 hours'
+      ON d.symbol = s.symbol
+     AND d.trade_date >= s.ex_date - interval '8 hours'
+     AND d.trade_date < s.ex_date + interval '16 hours'
     CROSS JOIN LATERAL (
-        SELECT round(q.close_price / a.ratio, 4) AS base
+        SELECT round(q.close_price / coalesce(a.ratio, 1), 4) AS base
         FROM stock_daily_data AS q
         WHERE q.symbol = d.symbol AND q.trade_date < d.trade_date
         ORDER BY q.trade_date DESC

@@ -65,7 +65,22 @@ FAULT_KINDS = (
     "echo",
     "quota",
     "dateformat",
+    "body",
 )
+# What a "body" fault sends, under the status it names: what the servers in front
+# of an API send when the API behind them is not answering (or they are misconfigured).
+BODIES = {
+    "blank": (b"", None),  # no body at all, Content-Length: 0
+    "text": (b"Service Unavailable", "text/plain; charset=utf-8"),
+    "{}": (b"{}", "application/json"),
+    "[]": (b"[]", "application/json"),
+    "html": (
+        b"<!DOCTYPE html><html><head><title>Error</title></head><body><h1>An error occurred."
+        b"</h1><p>Sorry, the page you are looking for is currently unavailable.</p></body></html>",
+        "text/html",
+    ),
+    "echo": (b"bad gateway: GET {path}", "text/plain; charset=utf-8"),  # the request, token and all
+}
 ENDPOINTS = ("list", "daily", "latest")
 
 _ROUTE = re.compile(r"/api/fin/etf/([^/]+)/(list|daily|daily/latest)")
@@ -101,6 +116,8 @@ class Fault:
     full_length: bool = False  # "truncated": announce the whole body, then close mid-way
     day: str | None = None  # only requests with this `date` parameter (yyyy-mm-dd)
     code: int = 429  # envelope code of a "quota" answer
+    status: int = 200  # HTTP status of a "body" answer
+    body: str = "blank"  # what a "body" answer sends: a key of BODIES
     hits: int = 0  # requests this fault has answered
 
     def matches(
@@ -273,6 +290,8 @@ class FakeTsanghi:
         full_length: bool = False,
         day: str | None = None,
         code: int = 429,
+        status: int = 200,
+        body: str = "blank",
     ) -> Fault:
         """Make the next ``times`` matching requests fail (``times=None``: all of them).
 
@@ -288,16 +307,22 @@ class FakeTsanghi:
         the API refuses), "echo" (HTTP 502, a gateway page quoting the request
         URL, token included), "quota" (HTTP 200, envelope ``code`` with the
         message "token今日调用次数已用完"), "dateformat" (the normal answer with
-        every date as yyyymmdd). ``day`` narrows a fault to the requests for
-        that date. Faults are checked in the order added.
+        every date as yyyymmdd), "body" (HTTP ``status`` with a body that is
+        no envelope: ``body`` "blank" (none at all), "text" (plain text), "{}",
+        "[]", "html" (a web server's error page) or "echo" (plain text quoting the
+        request line, token included)). ``day`` narrows a fault to
+        the requests for that date. Faults are checked in the order added.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+        if body not in BODIES:
+            raise ValueError(f"unknown body {body!r}; expected one of {tuple(BODIES)}")
         if endpoint not in (None, *ENDPOINTS):
             raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {ENDPOINTS}")
         fault = Fault(
-            kind, endpoint, exchange, ticker, times, retry_after, delay, full_length, day, code
-        )
+            kind, endpoint, exchange, ticker, times, retry_after, delay, full_length, day, code,
+            status, body,
+        )  # fmt: skip
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -476,6 +501,11 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.kind == "quota":
                 self._send(record, 200, fault.code, envelope(fault.code, QUOTA_MSG), _JSON)
                 return
+            if fault.kind == "body":
+                content, content_type = BODIES[fault.body]
+                content = content.replace(b"{path}", self.path.encode())
+                self._send(record, fault.status, None, content, content_type)
+                return
             if fault.kind == "slow":
                 app._pause(fault.delay)
 
@@ -507,13 +537,14 @@ class _Handler(BaseHTTPRequestHandler):
         status: int,
         code: int | None,
         body: bytes,
-        content_type: str,
+        content_type: str | None,
         headers: dict[str, str] | None = None,
         length: int | None = None,
     ) -> None:
         record.status, record.code = status, code
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
+        if content_type is not None:
+            self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body) if length is None else length))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
