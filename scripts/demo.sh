@@ -65,8 +65,9 @@ echo
 # the ones it plants, and a newcomer should know that before reading them.
 echo "== etl check: the test API simulates suspensions (days some ETFs have no row) and"
 echo "   three share actions (a 2-for-1 split, a 10-to-1 merge, a 1:3.8165 conversion),"
-echo "   so holes and detected corporate actions are expected here (exit 3: findings)."
-echo "   etl check --repair asks the API again and records what it confirms."
+echo "   so holes, detected corporate actions and a ratio that needs the official one"
+echo "   are expected here (exit 3: findings). etl check --repair asks the API again and"
+echo "   records what it confirms; etl record-action records an official ratio."
 check=0
 .venv/bin/etl check || check=$?
 if [[ $check -ne 0 && $check -ne 3 ]]; then
