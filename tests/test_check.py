@@ -363,7 +363,12 @@ def test_check_on_a_database_without_prices_says_there_is_nothing_to_audit(etl, 
     assert etl("migrate").exit_code == 0
     out = etl("check")
     assert out.exit_code == 1
-    assert out.summary == {"status": "failed", "exit_code": 1, "error": NOTHING}
+    assert out.summary == {
+        "status": "failed",
+        "exit_code": 1,
+        "error": NOTHING,
+        "reasons": [NOTHING],
+    }
     human = etl("check", as_json=False)
     assert human.exit_code == 1
     assert human.stdout == "" and human.stderr == f"Error: {NOTHING}\n"
@@ -387,7 +392,12 @@ def test_check_refuses_unknown_symbols_as_sync_prices_does(etl, synced):
     )
     out = etl("check", "--symbol", "SH.999999", "--symbol", UNTOUCHED)
     assert out.exit_code == 1
-    assert out.summary == {"status": "failed", "exit_code": 1, "error": refused}
+    assert out.summary == {
+        "status": "failed",
+        "exit_code": 1,
+        "error": refused,
+        "reasons": [refused],
+    }
     prices = etl("sync-prices", "--symbol", "SH.999999")
     assert prices.exit_code == 1 and prices.summary["error"] == refused
     # A known ETF of another exchange than the one chosen is refused the same way.

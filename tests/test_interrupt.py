@@ -204,6 +204,7 @@ def test_a_second_signal_while_the_first_is_handled_exits_with_its_code(
         "status": "interrupted",
         "exit_code": code,
         "error": message,
+        "reasons": [message],
     }
     assert f"Error: {message}\n" in err
     assert "Aborted!" not in err and "Traceback" not in err

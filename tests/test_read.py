@@ -143,7 +143,12 @@ def test_query_refuses_writes_and_functions_that_act_outside_in_one_line(synced,
     assert (code, out, err) == (1, "", message + "\n")
     code, out, _ = invoke(["query", sql, "--json"], synced)
     assert code == 1
-    assert json.loads(out) == {"status": "failed", "exit_code": 1, "error": message[7:]}
+    assert json.loads(out) == {
+        "status": "failed",
+        "exit_code": 1,
+        "error": message[7:],
+        "reasons": [message[7:]],
+    }
     assert db.fetch("SELECT count(*) FROM stock_info") == before
 
 
