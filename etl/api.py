@@ -50,8 +50,8 @@ import requests
 import urllib3
 
 from etl.breaker import Breaker
-from etl.db import mask_url
 from etl.errors import AuthError
+from etl.secrets import mask_url, scrub
 from etl.settings import Settings
 from etl.transform import FIELDS, LONG_NUMBER, decode_envelopes
 
@@ -84,7 +84,6 @@ CONNECT_BACKOFF = 0.25
 UNREACHABLE = ("cannot connect to ", "cannot resolve host ")
 _TITLE = re.compile(r"<(title|h1)[^>]*>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
-_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s'\")]+", re.IGNORECASE)
 
 
 @dataclass
@@ -207,7 +206,7 @@ class TsanghiClient:
 
     def scrub(self, text: str) -> str:
         """Remove the token from any text that may quote a request URL."""
-        return _TOKEN_IN_TEXT.sub(r"\1***", text.replace(self._token, "***"))
+        return scrub(text, (self._token,))
 
     # -- endpoints -------------------------------------------------------------
 
@@ -248,7 +247,7 @@ class TsanghiClient:
                 # A good answer is data: only a quoted request URL (token=...) is
                 # scrubbed from it, by its place, never the token's text wherever
                 # it occurs (a short token such as "demo" would cut field names).
-                result.body = _TOKEN_IN_TEXT.sub(r"\1***", body) if "token=" in body else body
+                result.body = scrub(body) if "token=" in body else body
                 self.breaker.record(True)
                 return result
             except _Failure as exc:

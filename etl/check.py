@@ -166,11 +166,6 @@ class CheckReport:
         }
 
 
-def _array(values: Iterable[Any]) -> str:
-    """A PostgreSQL array literal of plain values (symbols, ISO dates), for a bound parameter."""
-    return "{" + ",".join(str(v) for v in values) + "}"
-
-
 def audit(
     db: Database,
     exchanges: Iterable[str] | None = None,
@@ -209,8 +204,8 @@ def audit(
                     if lo is not None and hi is not None:
                         names_stored = stored["symbol"].to_list()
                         rows = _candidate_rows(db, cur, snapshot, names_stored, lo, hi)
-                    recorded = _tuples(cur, query("check_recorded"), (_array(names),))
-                    confirmed = _tuples(cur, query("check_confirmed"), (_array(names),))
+                    recorded = _tuples(cur, query("check_recorded"), (names,))
+                    confirmed = _tuples(cur, query("check_confirmed"), (names,))
                     if lo is not None and last is not None:
                         traded = _traded_unknown_days(cur, unknown_days(lo, last), markets)
         except EtlError:
@@ -288,12 +283,12 @@ def _candidate_rows(
 ) -> pl.DataFrame:
     """check_rows.sql for these ETFs: on this transaction's cursor, or in parts on one
     connection per CPU that share its snapshot (the same rows, read in parallel)."""
-    closed = _array(f'"{d.isoformat()} 00:00:00"' for d in closed_days(lo, hi))
+    closed = closed_days(lo, hi)  # dates: the SQL takes them as timestamps at midnight
     limits = (str(corporate.CANDIDATE_FLOOR), str(corporate.CANDIDATE_CEILING))
     sql = query("check_rows")
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
     if snapshot is None or len(names) < PARALLEL_MIN_ETFS or workers < 2:
-        return _frame(cur, sql, (_array(names), closed, *limits))
+        return _frame(cur, sql, (names, closed, *limits))
     parts = [names[i::workers] for i in range(workers)]
 
     def other(part: list[str]) -> pl.DataFrame:
@@ -304,13 +299,13 @@ def _candidate_rows(
                     # An identifier the server made (checked above), not data: it cannot
                     # be a bound parameter in SET TRANSACTION SNAPSHOT.
                     their.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-                    return _frame(their, sql, (_array(part), closed, *limits))
+                    return _frame(their, sql, (part, closed, *limits))
             finally:
                 conn.rollback()
 
     with ThreadPoolExecutor(workers - 1) as pool:
         others = pool.map(other, parts[1:])
-        mine = _frame(cur, sql, (_array(parts[0]), closed, *limits))
+        mine = _frame(cur, sql, (parts[0], closed, *limits))
         return pl.concat([mine, *others])
 
 
@@ -334,7 +329,7 @@ def _traded_unknown_days(
     if not days:
         return {}
     found: dict[str, set[date]] = {}
-    params = (_array(d.isoformat() for d in days), _array(sorted(markets)))
+    params = (list(days), sorted(markets))
     for market, day in _tuples(cur, query("check_traded_days"), params):
         found.setdefault(market, set()).add(day)
     return {m: frozenset(d) for m, d in found.items()}

@@ -19,10 +19,9 @@ from typing import Any
 import click
 
 from etl import export as exporter
-from etl import jsonout, picture, pipeline, queries, read, retention
+from etl import jsonout, picture, pipeline, queries, read, render, retention
 from etl.calendar import shanghai_today
-from etl.check import CheckReport
-from etl.db import Database, mask_url, open_database
+from etl.db import Database, open_database
 from etl.errors import ConfigError, EtlError, LockHeldError
 from etl.migrate import apply_migrations, require_schema
 from etl.plan import PriceOptions
@@ -36,6 +35,7 @@ from etl.run import (
     SignalAbort,
     exit_code,
 )
+from etl.secrets import mask_url
 from etl.settings import Settings
 from etl.symbols import MARKETS, check_symbol
 from etl.sync import Progress
@@ -449,52 +449,7 @@ def _apply_retention(settings: Settings) -> None:
 
 
 def _print_summary(ctx: Ctx, summary: dict[str, Any]) -> None:
-    if ctx.as_json:
-        click.echo(jsonout.dumps(summary))
-        return
-    status = summary["status"].upper()
-    if summary.get("interrupted_by"):
-        status += f" ({summary['interrupted_by']})"
-    lines = [
-        f"{summary.get('command', 'run')} {summary['run_id']}: {status} "
-        f"in {summary.get('seconds', 0)}s, {summary.get('requests', 0)} API requests"
-    ]
-    if "etfs_listed" in summary:
-        lines.append(
-            f"  ETF lists: {summary['etfs_listed']} listed, {summary['etfs_new']} new, "
-            f"{summary['etfs_updated']} updated, {summary['etfs_deactivated']} deactivated"
-        )
-        for exchange, result in summary.get("exchanges", {}).items():
-            if result.get("status") != "ok":
-                lines.append(
-                    f"    {exchange}: {result['status']} {result.get('error', '')}".rstrip()
-                )
-    if "symbols_total" in summary:
-        lines.append(
-            f"  Prices: {summary['symbols_total']} ETFs "
-            f"({summary.get('inactive_synced', 0)} inactive), {summary['symbols_ok']} fetched, "
-            f"{summary['symbols_up_to_date']} up to date, {summary['symbols_failed']} failed; "
-            f"{summary['rows_fetched']:,} rows fetched, {summary['rows_inserted']:,} inserted, "
-            f"{summary.get('rows_updated', 0):,} updated, {summary['rows_rejected']:,} rejected"
-        )
-        for failure in summary.get("failed", [])[:20]:
-            lines.append(f"    {failure['symbol']}: {failure['reason']}")
-        if len(summary.get("failed", [])) > 20:
-            lines.append(f"    … and {len(summary['failed']) - 20} more (see --json)")
-    if "repair_ranges" in summary:
-        lines.append(
-            f"  Repair: {len(summary['repair_ranges'])} ETFs asked again, "
-            f"{summary['findings_confirmed']} findings confirmed by the source, "
-            f"{summary['splits_recorded']} splits recorded"
-        )
-    for reason in summary.get("reasons", []):
-        lines.append(f"  Why {summary['status']}: {reason}")
-    for warning in summary.get("warnings", []):
-        lines.append(f"  Warning: {warning}")
-    if summary.get("rows_rejected") or summary.get("list_rows_rejected"):
-        lines.append(f"  Rejected rows and reasons: {summary['snapshot']}/rejects/")
-    lines.append(f"  Snapshot: {summary['snapshot']}")
-    click.echo("\n".join(lines))
+    click.echo(jsonout.dumps(summary) if ctx.as_json else render.summary_text(summary))
 
 
 @cli.command()
@@ -604,31 +559,11 @@ def status(ctx: Ctx, data_dir: Path | None) -> None:
     if ctx.as_json:
         click.echo(jsonout.dumps({"status": "ok", "markets": counts, "runs": runs}))
         return
-    click.echo("ETFs by market:")
-    if counts.is_empty():
-        click.echo("  none yet: run 'make sync-etf' (or 'etl sync')")
-    for row in counts.iter_rows(named=True):
-        latest = row["latest_trade_date"] or "-"
-        click.echo(
-            f"  {row['market_code']}: {row['active']} active, {row['inactive']} inactive; "
-            f"latest trade date {latest}, {row['behind']} active ETFs behind it"
-        )
-    click.echo("Last runs:")
-    if runs.is_empty():
-        click.echo("  none")
-    for row in runs.iter_rows(named=True):
-        error = f"  {row['error']}" if row["error"] else ""
-        started = f"{row['started']:%Y-%m-%d %H:%M:%S}" if row["started"] else "-"
-        click.echo(
-            f"  {started}  {row['command']:<11} {row['status']:<8} {row['run_id']}"
-            f"  {row['seconds'] if row['seconds'] is not None else '-'}s{error}"
-        )
+    click.echo(render.status_text(counts, runs))
 
 
 # etl check: exit 3 when it finds something (the code of a partial sync: look).
 EXIT_FINDINGS = 3
-# Entries of each list the human output shows; --json has them all.
-SHOWN = 10
 
 
 @cli.command("check")
@@ -729,60 +664,10 @@ def check_cmd(
             out["repair"] = repaired
         click.echo(jsonout.dumps(out))
     else:
-        click.echo(_check_text(report, picture_path))
+        click.echo(render.check_text(report, picture_path))
     if repaired is not None and repaired["status"] in ("failed", "interrupted"):
         sys.exit(exit_code(repaired))
     sys.exit(EXIT_OK if report.clean else EXIT_FINDINGS)
-
-
-def _capped(lines: list[str], total: int) -> list[str]:
-    if total > SHOWN:
-        lines = lines[:SHOWN] + [f"  ... and {total - SHOWN:,} more (see --json)"]
-    return lines
-
-
-def _check_text(report: CheckReport, picture_path: Path | None) -> str:
-    c = report.counts
-    latest = ", ".join(f"{e} {d or '-'}" for e, d in report.latest.items())
-    verdict = "clean" if report.clean else "FINDINGS"
-    out = [
-        f"check: {verdict}, {c['etfs']:,} ETFs in {report.seconds:.1f}s (latest: {latest})",
-        f"  {c['holes']:,} holes ({c['hole_days']:,} trading days), "
-        f"{c['suspect_rows']:,} suspect rows, {c['corporate_actions']:,} corporate actions "
-        f"({c['unrecorded_corporate_actions']:,} unrecorded)",
-    ]
-    if report.needs_official_ratio:
-        n = c["needs_official_ratio"]
-        out.append(
-            f"  {n:,} detected {'ratio is' if n == 1 else 'ratios are'} not round: "
-            "needs_official_ratio (etl record-action)"
-        )
-    if report.holes:
-        out.append("Holes (symbol, first day, last day, trading days):")
-        out += _capped(
-            [f"  {h.symbol}  {h.start}  {h.end}  {h.days:>5,}" for h in report.holes],
-            len(report.holes),
-        )
-    if report.suspect_rows:
-        out.append("Suspect rows (symbol, trading day, reason):")
-        out += _capped(
-            [f"  {s.symbol}  {s.trade_date}  {s.reason}" for s in report.suspect_rows],
-            len(report.suspect_rows),
-        )
-    if report.corporate_actions:
-        out.append("Corporate actions (symbol, ex-date, new shares per old, source):")
-        out += _capped(
-            [
-                f"  {a.symbol}  {a.ex_date}  {format(a.ratio, 'f'):>9}  {a.source}"
-                + ("" if a.recorded else "  unrecorded")
-                + ("  needs_official_ratio" if a in report.needs_official_ratio else "")
-                for a in report.corporate_actions
-            ],
-            len(report.corporate_actions),
-        )
-    if picture_path is not None:
-        out.append(f"Coverage picture: {picture_path}")
-    return "\n".join(out)
 
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -837,23 +722,7 @@ def _write_frame(frame: Any, fmt: str, output: Path | None) -> None:
         assert output is not None
         frame.write_parquet(output)
         return
-    if fmt == "csv":
-        text = frame.write_csv()
-    elif fmt == "json":
-        text = jsonout.dumps({"status": "ok", "columns": frame.columns, "rows": frame}) + "\n"
-    else:
-        import polars as pl
-
-        with pl.Config(
-            tbl_rows=-1,
-            tbl_cols=-1,
-            tbl_hide_dataframe_shape=True,
-            tbl_hide_column_data_types=True,
-            tbl_formatting="ASCII_MARKDOWN",
-            fmt_str_lengths=200,
-            tbl_width_chars=10_000,
-        ):
-            text = f"{frame}\n({frame.height} rows)\n"
+    text = render.frame_text(frame, fmt)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -885,11 +754,7 @@ def export_cmd(ctx: Ctx, directory: Path, full: bool, data_dir: Path | None) -> 
     if ctx.as_json:
         click.echo(jsonout.dumps(result.as_dict()))
         return
-    click.echo(
-        f"export {directory}: {len(result.written)} partitions written "
-        f"({result.rows_written:,} rows), {len(result.unchanged)} unchanged, "
-        f"{len(result.removed)} removed"
-    )
+    click.echo(render.export_text(directory, result))
 
 
 def _symbol_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -952,20 +817,7 @@ def record_action(
     if ctx.as_json:
         click.echo(jsonout.dumps({"status": "ok", **result.as_dict()}))
         return
-    was = (
-        f"was {result.previous_ratio} ({result.previous_source})"
-        if result.previous_ratio is not None
-        else "none recorded before"
-    )
-    click.echo(f"{result.symbol} {result.ex_date}: ratio {result.ratio} (official), {was}")
-    for name, (before, after) in (
-        ("price_change", result.price_change),
-        ("price_change_pct", result.price_change_pct),
-    ):
-        if before == after:
-            click.echo(f"  {name}: {after} (unchanged)")
-        else:
-            click.echo(f"  {name}: {before} -> {after}")
+    click.echo(render.action_text(result))
 
 
 @cli.command()
@@ -999,14 +851,7 @@ def prune(
     if ctx.as_json:
         click.echo(jsonout.dumps({**result.as_dict(), "dry_run": dry_run}))
         return
-    verb = "would remove" if dry_run else "removed"
-    for path in result.removed:
-        click.echo(f"{verb} {path}")
-    click.echo(
-        f"{verb} {len(result.removed)} snapshots ({result.removed_failed} of failed runs, "
-        f"{result.bytes_freed / 1e6:,.1f} MB), "
-        f"kept {result.kept} ({result.kept_unloaded} not known to be loaded)"
-    )
+    click.echo(render.prune_text(result, dry_run))
 
 
 def main() -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-import re
 import stat
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,33 +23,16 @@ import connectorx as cx
 import polars as pl
 
 from etl.errors import ConfigError, DatabaseError, NoDatabaseError
+from etl.secrets import mask_url, scrub
 
 log = logging.getLogger(__name__)
 
 _HINT = "is PostgreSQL running? check DATABASE_URL"
 _SCHEMES = ("postgresql", "postgres")
-# `user:password@` inside URL-shaped text (driver messages echo the URL they were given):
-# the password is found by its place between `scheme://user:` and the `@` before the host.
-# Greedy up to the last `@` before the path, so a raw `@` inside the password is covered.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^\s:/?#@]*:)(?P<pw>[^\s/?#]+)@", re.I)
-# `password=...` as a URL query parameter or in a key=value connection string.
-_PARAM_PASSWORD = re.compile(
-    r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s&'\"]+)", re.I
-)
 # sslmode values both drivers understand. libpq also has verify-ca and verify-full, which
 # connectorx (rust-postgres) rejects, and allow, which it lacks (prefer is its superset).
 _SSLMODES = {"disable": "disable", "allow": "prefer", "prefer": "prefer", "require": "require"}
 _DEFAULT_SOCKET_DIRS = ("/var/run/postgresql", "/run/postgresql", "/tmp")
-
-
-def mask_url(url: str) -> str:
-    """`url` (or any text holding URLs) with every password replaced by `***`.
-
-    Passwords are found by their place: in the userinfo of a URL and as the value of a
-    `password` parameter, never by searching for the password's text, so a short
-    password cannot mangle the words around it."""
-    masked = _URL_PASSWORD.sub(lambda m: m["head"] + "***@", url)
-    return _PARAM_PASSWORD.sub(lambda m: m["head"] + "***", masked)
 
 
 def _check_scheme(url: str) -> None:
@@ -207,14 +189,13 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({self.display_url!r})"
 
-    def scrub(self, text: str) -> str:
-        """`text` (typically a driver's error message) with this URL's password masked.
+    def scrub(self, text: str, *known: str | None) -> str:
+        """`text` (typically a driver's error message) with this URL's password masked,
+        and each of `known` (the API token, for a run's error) too.
 
         Where a driver echoes the URL it was given, that URL is shown masked; any other
-        URL-shaped text is masked by the password's place in it (see mask_url)."""
-        for url, shown in self._shown.items():
-            text = text.replace(url, shown)
-        return mask_url(text)
+        URL-shaped text is masked by the password's place in it (see etl.secrets)."""
+        return scrub(text, known, self._shown)
 
     def connect(self, autocommit: bool = False) -> adbc.Connection:
         """A new ADBC connection, autocommit off unless asked: callers commit or roll back."""
@@ -239,11 +220,21 @@ class Database:
                 f"query failed on {self.display_url}: {self.scrub(str(exc)).strip()}"
             ) from None
 
-    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
-        """Run one statement in its own transaction (parameters as $1, $2, ...)."""
+    def execute(
+        self,
+        sql: str,
+        params: Sequence[Any] | None = None,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """Run one statement in its own transaction (parameters as $1, $2, ...).
+
+        `before_commit` runs between the statement and the commit: a run passes its lock
+        check (etl.ledger.RunLedger.check), which raises to roll the statement back."""
         with self.connect() as conn:
             with conn.cursor() as cur:
                 self._run(cur, sql, params)
+            if before_commit is not None:
+                before_commit()
             conn.commit()
 
     def fetch(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
@@ -255,6 +246,18 @@ class Database:
                 rows = cur.fetchall()
             conn.rollback()
         return rows
+
+    def frame(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+        """A small read through ADBC with bind parameters ($1, $2, ...), as a polars frame
+        (connectorx, behind `read`, takes no parameters). NUMERIC comes as an opaque type
+        here: cast it in SQL."""
+        with self.connect() as conn:
+            with conn.cursor() as cur:
+                self._run(cur, sql, params)
+                frame = pl.from_arrow(cur.fetch_arrow_table())
+            conn.rollback()
+        assert isinstance(frame, pl.DataFrame)
+        return frame
 
     def _run(self, cur: adbc.Cursor, sql: str, params: Sequence[Any] | None) -> None:
         try:

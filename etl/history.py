@@ -6,20 +6,17 @@ it is recorded here and left out of later runs (``--symbol`` still reaches it).
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 
 from etl.db import Database
 from etl.sqlfiles import query
-from etl.symbols import SYMBOL_RE
-
-_SYMBOL = re.compile(SYMBOL_RE)
 
 
-def mark_complete(db: Database, symbols: list[str]) -> None:
-    """Record the history of these inactive ETFs as complete."""
+def mark_complete(
+    db: Database, symbols: list[str], before_commit: Callable[[], None] | None = None
+) -> None:
+    """Record the history of these inactive ETFs as complete; `before_commit` is the
+    run's lock check, as for every commit under the sync lock."""
     if not symbols:
         return
-    for symbol in symbols:
-        if not _SYMBOL.fullmatch(symbol):
-            raise ValueError(f"not a symbol: {symbol!r}")
-    db.execute(query("history_complete"), (",".join(symbols),))
+    db.execute(query("history_complete"), (symbols,), before_commit)

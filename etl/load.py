@@ -26,10 +26,10 @@ import polars as pl
 
 from etl import corporate
 from etl.db import Database
-from etl.errors import DatabaseError
-from etl.schema import RATIO
+from etl.errors import DatabaseError, EtlError
+from etl.schema import DAILY_SCHEMA, LIST_SCHEMA, PRICE, RATIO, TS
 from etl.sqlfiles import query
-from etl.transform import DAILY_SCHEMA, LIST_SCHEMA, PRICE, TS, anti_join
+from etl.transform import anti_join
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,9 @@ def detected_actions(rows: pl.DataFrame) -> pl.DataFrame | None:
         pl.col("trade_date").cast(pl.Date).alias("ex_date"),
         pl.col("action_ratio").cast(RATIO).alias("ratio"),
     )
+
+
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE, as ADBC's errors carry it
 
 
 class Loader:
@@ -148,8 +151,9 @@ class Loader:
         dropped first. The rest are new under the sync lock, so they are
         COPYed straight into stock_daily_data: the fastest path PostgreSQL has.
         Should a row have been written meanwhile by something outside this
-        tool, that COPY fails on the primary key, is rolled back whole, and the
-        batch goes again through a staging table with ON CONFLICT DO NOTHING.
+        tool, that COPY fails on the primary key (SQLSTATE 23505, and only
+        then), is rolled back whole, and the batch goes again through a staging
+        table with ON CONFLICT DO NOTHING.
         ``overwrite`` always takes the staging path, to compare stored values.
         """
         counts = DailyCounts()
@@ -180,6 +184,13 @@ class Loader:
                 counts.inserted = frame.height
                 return counts
             except Exception as exc:
+                # Only a key someone else wrote meanwhile is worth the staging path;
+                # anything else (the lock gone, a bad value, the server lost) fails now.
+                if isinstance(exc, EtlError):
+                    self._rollback()
+                    raise
+                if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
+                    raise self._fail(f"loading {frame.height} daily rows", exc) from None
                 self._rollback()
                 log.info(
                     "direct load of %d rows failed (%s); retrying through staging",

@@ -21,8 +21,8 @@ import polars as pl
 from etl.calendar import shanghai_today, trading_days, trading_days_between
 from etl.errors import ConfigError
 from etl.extract import Request
+from etl.schema import PLAN_SCHEMA
 from etl.symbols import EXCHANGES, MARKETS
-from etl.transform import PLAN_SCHEMA
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,12 @@
-"""Progress of a long fetch: click's own progress bar, on a terminal only.
+"""Progress of a long fetch: one line redrawn on a terminal, log lines elsewhere.
 
-It is drawn on stderr and sized to the width of the terminal stderr is on, so
-every update rewrites one line (click sizes an automatic bar by stdout, which
-is a pipe under `etl sync | tee`). Cron and pipes get log lines instead;
---quiet and --json turn it off.
+The line is click's progress bar's (`prices [####----] 12/1200 ETFs ...`), drawn
+on stderr and sized to the width of the terminal stderr is on, so every update
+rewrites one line. click.progressbar cannot do that through its public API: it
+sizes an automatic bar by stdout (a pipe under `etl sync | tee`) and fixes a set
+width when it starts, while here the figures grow and a narrow terminal drops
+the rates. So the line is drawn here, with click.echo. Cron and pipes get log
+lines instead; --quiet and --json turn it off.
 """
 
 from __future__ import annotations
@@ -12,19 +15,34 @@ import logging
 import os
 import sys
 import time
-from typing import Any
 
 import click
 
 _MIN_BAR = 10
+# Carriage return, then the cursor hidden while the bar is up (shown again at the end).
+_START, _SHOW_CURSOR = "\r\x1b[?25l", "\x1b[?25h"
+_ERASE = "\x1b[K"  # to the end of the line: nothing of a longer earlier line is left
 _shown: ProgressBar | None = None  # the bar on the terminal now, if any
 
 
 def clear_line() -> None:
     """Wipe the bar's line before a log line is written; the next update redraws it."""
-    if _shown is not None and _shown._bar is not None:
-        _shown._file.write("\r\x1b[K")
-        _shown._bar._last_line = None
+    if _shown is not None and _shown._drawn:
+        click.echo("\r" + _ERASE, file=_shown._file, nl=False)
+        _shown._last = ""
+
+
+def _bar_width(label: str, info: str, columns: int) -> int:
+    """What `columns` - 1 leaves the bar (a line that fills the last column would wrap
+    on some terminals)."""
+    return max(0, columns - len(f"{label} [] {info}") - 1)
+
+
+def bar_line(label: str, done: int, total: int, info: str, columns: int) -> str:
+    """`label [###---] info`, the bar as wide as fits in the terminal's `columns`."""
+    width = _bar_width(label, info, columns)
+    filled = width * min(done, total) // total if total else 0
+    return f"{label} [{'#' * filled}{'-' * (width - filled)}] {info}"
 
 
 class ProgressBar:
@@ -33,8 +51,8 @@ class ProgressBar:
         self._on = enabled and self._file.isatty()
         self._label = label
         self._started = time.monotonic()
-        self._bar: Any = None
-        self._done = 0
+        self._drawn = False  # the line is on the terminal (the cursor hidden)
+        self._last = ""  # the line on the terminal now ("" once a log line wiped it)
 
     def _columns(self) -> int:
         try:  # a terminal that does not know its size says 0
@@ -45,22 +63,8 @@ class ProgressBar:
     def update(self, done: int, total: int, rows: int) -> None:
         if not self._on or total <= 0:
             return
-        if self._bar is None:
-            self._bar = click.progressbar(
-                length=total,
-                label=self._label,
-                file=self._file,
-                show_pos=False,  # in the info text, at a fixed width
-                show_percent=False,
-                show_eta=False,  # shown in the info text, labelled
-                width=_MIN_BAR,
-                bar_template="%(label)s [%(bar)s] %(info)s",
-                item_show_func=lambda info: info,
-                update_min_steps=1,
-            )
-            self._bar.__enter__()
-            global _shown
-            _shown = self
+        global _shown
+        _shown = self
         elapsed = max(time.monotonic() - self._started, 1e-6)
         eta = (total - done) * elapsed / done if done else 0
         # Fixed-width figures: the bar keeps its length while the numbers grow.
@@ -69,24 +73,21 @@ class ProgressBar:
             f"{count} {rows:>10,} rows {rows / elapsed:>8,.0f} rows/s "
             f"ETA {int(eta // 60):>2}:{int(eta % 60):02d}"
         )
-        bar = self._bar
-        bar.current_item = info
-        # Fit the line to the terminal: measure it without a bar, give the bar what is left.
-        bar.width = 0
-        clutter = len(bar.format_progress_line())
-        bar.width = max(0, self._columns() - clutter - 1)
-        if bar.width < _MIN_BAR:  # a narrow terminal: drop the rates, keep the count
-            bar.current_item = count
-            bar.width = max(0, self._columns() - len(bar.format_progress_line()) - 1)
-        bar.max_width = None  # never pad to an earlier, wider line
-        bar.update(done - self._done, bar.current_item)
-        self._done = done
+        columns = self._columns()
+        if _bar_width(self._label, info, columns) < _MIN_BAR:
+            info = count  # a narrow terminal: drop the rates, keep the count
+        line = bar_line(self._label, done, total, info, columns)
+        if line != self._last:
+            click.echo(_START + line + _ERASE, file=self._file, nl=False)
+            self._file.flush()
+            self._drawn, self._last = True, line
 
     def close(self) -> None:
         global _shown
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
+        if self._drawn:  # end the bar's line, unless a log line already took its place
+            click.echo(_SHOW_CURSOR + ("\n" if self._last else ""), file=self._file, nl=False)
+            self._file.flush()
+            self._drawn = False
         if _shown is self:
             _shown = None
 

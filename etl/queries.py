@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from etl.db import Database
+from etl.ledger import SYNC_LOCK_KEY
 from etl.sqlfiles import query
 
 
@@ -24,4 +25,5 @@ def etf_counts(db: Database) -> pl.DataFrame:
 
 
 def recent_runs(db: Database) -> pl.DataFrame:
-    return db.read(query("status_runs"))
+    """The last runs; one still 'running' whose process holds no sync lock shows 'dead'."""
+    return db.frame(query("status_runs"), (SYNC_LOCK_KEY,))

@@ -61,10 +61,10 @@ def daily(
     if unknown:
         raise ConfigError(f"unknown market code {', '.join(unknown)}: expected SH or SZ")
     params = (
-        ",".join(chosen),
+        chosen,
         start.isoformat() if start else "-infinity",
         end.isoformat() if end else "infinity",
-        ",".join(market_list),
+        market_list,
     )
     with db.connect() as conn:
         with conn.cursor() as cur:

@@ -252,6 +252,7 @@ def record_confirmed(job: Job, found: list[tuple[str, str, date, date]]) -> int:
         with conn.cursor() as cur:
             cur.adbc_ingest("etl_stage_confirmed", stage.to_arrow(), mode="replace", temporary=True)
             cur.execute(query("check_confirm"))
+        job.loader.before_commit()  # nothing is committed once the lock is gone
         conn.commit()
     finally:
         conn.close()

@@ -179,9 +179,7 @@ def execute(
             summary.update(_finish(client, started, "failed"))
             text = str(exc) if isinstance(exc, EtlError) else repr(exc)
             # Whatever the error quotes, its record holds no secret.
-            summary["error"] = db.scrub(
-                text.replace(settings.token, "***") if settings.token else text
-            )
+            summary["error"] = db.scrub(text, settings.token)
             summary["reasons"] = [summary["error"]]
             _record(ledger, summary, summary["error"])
             _mark_failed(snap)

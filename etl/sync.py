@@ -263,7 +263,8 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     tally.done = plan.symbols.filter(pl.col("by_day")).height + len(ticker_requests) - len(requests)
     extract_and_load(job, requests, answers, stages, tally, tally.done + len(requests))
     if not job.stop.is_set() and not tally.not_fetched:  # else some were never asked
-        history.mark_complete(job.db, plan.completed_inactive(tally.failed, options))
+        completed = plan.completed_inactive(tally.failed, options)
+        history.mark_complete(job.db, completed, job.loader.before_commit)
     return price_summary(job, plan, tally, time.monotonic() - started)
 
 

@@ -18,8 +18,7 @@ import polars as pl
 
 from etl import decode
 from etl.corporate import CANDIDATE_CEILING, CANDIDATE_FLOOR, adjusted_prev_close, estimate_rows
-from etl.schema import (  # noqa: F401 - re-exported: the transform's vocabulary
-    DAILY_SCHEMA,
+from etl.schema import (
     LIST_SCHEMA,
     PCT,
     PLAN_SCHEMA,
@@ -29,7 +28,6 @@ from etl.schema import (  # noqa: F401 - re-exported: the transform's vocabulary
     TS,
     TURNOVER,
     TYPED_SCHEMA,
-    VALUE_COLUMNS,
 )
 from etl.symbols import MARKETS, TICKER_RE
 
@@ -459,17 +457,6 @@ def _with_actions(rows: pl.DataFrame) -> pl.DataFrame:
         ratio = ratio.scatter(candidates, some["r"])
         base = base.clone().scatter(candidates, adjusted)
     return rows.with_columns(ratio.alias("action_ratio"), base.alias("_base"))
-
-
-def with_changes(rows: pl.DataFrame) -> pl.DataFrame:
-    """Add turnover and the change against the previous close, typed as stored.
-
-    The previous close is the row before within the batch, or for a symbol's
-    first row the last close stored before it (``prev_close`` from the plan).
-    A change in percent beyond NUMERIC(8,4) is stored as NULL (``daily_rows``
-    counts those rows); a turnover beyond NUMERIC(20,2) never gets here.
-    """
-    return _derive(rows).select(list(DAILY_SCHEMA)).cast(DAILY_SCHEMA)
 
 
 def anti_join(candidates: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:

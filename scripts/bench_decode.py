@@ -19,6 +19,7 @@ import polars as pl
 
 from etl import api, transform
 from etl.normalize import slices
+from etl.schema import PLAN_SCHEMA
 from etl.snapshot import RAW_SCHEMA
 
 ANSWERS, PER_ANSWER = 400, 2500
@@ -91,7 +92,7 @@ def main() -> None:
             "prev_close": None,
             "by_day": False,
         },
-        schema=transform.PLAN_SCHEMA,
+        schema=PLAN_SCHEMA,
     )
     mb = raw["body"].str.len_bytes().sum() / 1e6
     print(f"{ANSWERS * PER_ANSWER:,} rows in {ANSWERS} answers, {mb:.0f} MB of JSON")

@@ -13,8 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 import polars as pl
 import pytest
 
-from etl.db import Database, connectorx_url, mask_url, open_database
+from etl.db import Database, connectorx_url, open_database
 from etl.errors import ConfigError, DatabaseError
+from etl.secrets import mask_url
 
 REPO = Path(__file__).resolve().parent.parent
 

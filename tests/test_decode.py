@@ -13,6 +13,7 @@ import pytest
 
 from etl import decode
 from etl import transform as T
+from etl.schema import PLAN_SCHEMA, TYPED_SCHEMA
 from etl.snapshot import RAW_SCHEMA
 
 END = date(2024, 12, 31)
@@ -25,8 +26,8 @@ PLAN = pl.DataFrame(
         "prev_close": ["2.3", None, None],
         "by_day": [False, False, True],
     },
-    schema={**T.PLAN_SCHEMA, "prev_close": pl.String},
-).cast(T.PLAN_SCHEMA)
+    schema={**PLAN_SCHEMA, "prev_close": pl.String},
+).cast(PLAN_SCHEMA)
 
 
 def answer(
@@ -86,7 +87,7 @@ def both(raw: pl.DataFrame) -> tuple[T.Result, T.Result]:
 
 
 def same(fast: T.Result, text: T.Result) -> tuple[T.Result, T.Result]:
-    assert fast.rows.schema == text.rows.schema == pl.Schema(T.TYPED_SCHEMA)
+    assert fast.rows.schema == text.rows.schema == pl.Schema(TYPED_SCHEMA)
     assert parquet(fast.rows) == parquet(text.rows)
     assert parquet(fast.rejects) == parquet(text.rejects)
     assert fast.pct_out_of_range == text.pct_out_of_range

@@ -16,8 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import cli
-from etl.db import Database, mask_url, open_database, resolve_url
+from etl.db import Database, open_database, resolve_url
 from etl.errors import ConfigError, DatabaseError
+from etl.secrets import mask_url
 
 pytestmark = pytest.mark.system_pg
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from decimal import Decimal
 
+import adbc_driver_postgresql.dbapi as adbc
 import polars as pl
+import pytest
 
+from etl.errors import DatabaseError
 from etl.load import Loader
-from etl.transform import DAILY_SCHEMA, anti_join
+from etl.schema import DAILY_SCHEMA
+from etl.transform import anti_join
 
 INFO = (
     "INSERT INTO stock_info (symbol, stock_name, stock_code, market_code, stock_type, is_active, is_etf, "
@@ -38,6 +44,13 @@ def rows(*days: int, close: str = "2.3450") -> pl.DataFrame:
         ],
         schema=DAILY_SCHEMA,
     )
+
+
+# Sessions of this database waiting for a lock (a key another transaction holds).
+WAITING = (
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
 
 
 def stored(db) -> list[tuple]:
@@ -76,6 +89,53 @@ def test_a_row_written_behind_our_back_sends_the_batch_through_staging(migrated_
     assert counts.inserted == 2
     closes = [r[1] for r in stored(migrated_db)]
     assert closes == ["2.3450", "9.9900", "2.3450"]  # the stored row is not overwritten
+
+
+def test_a_key_committed_during_the_copy_sends_the_batch_through_staging(migrated_db):
+    """Another writer commits day 3 while our COPY waits on its key: the COPY fails
+    with a unique violation, and the staging path stores the other two days."""
+    db = migrated_db
+    db.execute(INFO)
+    other = adbc.connect(db.url)  # a transaction of its own, left open
+    loader = Loader(db)
+    try:
+        with other.cursor() as cur:
+            cur.execute(
+                "INSERT INTO stock_daily_data (trade_date, symbol, stock_name, close_price, "
+                "volume, turnover, market_code, created_at, updated_at) VALUES "
+                "('2024-01-03', 'SH.510050', '50ETF', 9.99, 1, 9.99, 'SH', now(), now())"
+            )
+        with ThreadPoolExecutor(1) as pool:
+            loading = pool.submit(loader.load_daily, rows(2, 3, 4))
+            deadline = time.monotonic() + 30
+            while not db.fetch(WAITING)[0][0]:  # our COPY waits on the uncommitted key
+                assert time.monotonic() < deadline and not loading.done()
+                time.sleep(0.02)
+            other.commit()
+            counts = loading.result(timeout=30)
+    finally:
+        loader.close()
+        other.close()
+    assert counts.inserted == 2
+    assert [r[1] for r in stored(db)] == ["2.3450", "9.9900", "2.3450"]
+
+
+def test_a_failure_other_than_a_key_conflict_is_not_retried(migrated_db):
+    """A NULL where the table wants a value fails the COPY itself, at once: the
+    message is the COPY's, and nothing is stored."""
+    migrated_db.execute(INFO)
+    bad = rows(2, 3).with_columns(pl.lit(None, pl.String).alias("stock_name"))
+    loader = Loader(migrated_db)
+    try:
+        with pytest.raises(DatabaseError) as err:
+            loader.load_daily(bad)
+    finally:
+        loader.close()
+    message = str(err.value)
+    assert message.startswith("loading 2 daily rows failed and was rolled back: ")
+    assert 'null value in column "stock_name"' in message
+    assert "COPY stock_daily_data" in message  # the direct path's statement, not staging's
+    assert stored(migrated_db) == []
 
 
 def test_overwrite_updates_only_rows_that_differ(migrated_db):

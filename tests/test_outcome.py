@@ -15,6 +15,7 @@ from etl import transform
 from etl.api import _envelope, classify, describe_body
 from etl.breaker import Breaker
 from etl.outcome import Outcome, Policy, decide, no_lists_message
+from etl.schema import PLAN_SCHEMA
 from etl.settings import Settings
 from etl.snapshot import RAW_SCHEMA
 
@@ -229,7 +230,7 @@ def _plan(symbols=("SH.510050",), prev_close=None) -> pl.DataFrame:
             "prev_close": [prev_close] * len(symbols),
             "by_day": [False] * len(symbols),
         },
-        schema=transform.PLAN_SCHEMA,
+        schema=PLAN_SCHEMA,
     )
 
 

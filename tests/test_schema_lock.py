@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import date
+from types import SimpleNamespace
 
 import adbc_driver_postgresql.dbapi as adbc
 import pytest
 
-from etl import ledger
+from etl import history, ledger, repair
 from etl.errors import LockLostError, MigrationError
 from etl.ledger import SYNC_LOCK_KEY, RunLedger
 from etl.load import Loader
@@ -173,6 +175,43 @@ def test_a_sync_whose_lock_connection_dies_commits_no_more_prices(
     assert out.exit_code == 1, out.stderr
     assert "sync lock" in out.stderr
     assert db.fetch("SELECT count(*) FROM stock_daily_data")[0][0] == 0
+
+
+def test_every_bookkeeping_commit_under_the_lock_checks_it_first(migrated_db):
+    """The inactive ETFs' history marks and the repair's confirmed findings are
+    committed under the sync lock as the prices are: once the lock is gone, neither
+    is written."""
+    db = migrated_db
+    db.execute(
+        "INSERT INTO stock_info (symbol, stock_name, stock_code, market_code, stock_type, "
+        "is_active, is_etf, last_sync_date, created_at, updated_at) VALUES ('SH.510999', "
+        "'Gone ETF', '510999', 'SH', 'ETF', 'N', 'Y', '2020-06-30', now(), now())"
+    )
+    run = RunLedger(db, "r-bookkeeping", "sync", None)
+    loader = Loader(db)
+    try:
+        run.acquire()
+        loader.before_commit = run.check
+        with run._conn.cursor() as cur:  # the lock released behind the ledger's back
+            cur.execute("SELECT pg_advisory_unlock($1)", (SYNC_LOCK_KEY,))
+            cur.fetchall()
+        run._conn.commit()
+        with pytest.raises(LockLostError, match="no longer holds the sync lock"):
+            history.mark_complete(db, ["SH.510999"], loader.before_commit)
+        job = SimpleNamespace(db=db, loader=loader)
+        found = [("SH.510999", "hole", date(2020, 6, 1), date(2020, 6, 5))]
+        with pytest.raises(LockLostError, match="no longer holds the sync lock"):
+            repair.record_confirmed(job, found)  # type: ignore[arg-type]
+    finally:
+        loader.close()
+        run.close()
+    assert db.fetch("SELECT count(*) FROM etl_etf_history")[0][0] == 0
+    assert db.fetch("SELECT count(*) FROM etl_check_confirmed")[0][0] == 0
+    # Under a held lock the same calls write.
+    history.mark_complete(db, ["SH.510999"], lambda: None)
+    assert db.fetch("SELECT symbol, last_trade_day::text FROM etl_etf_history") == [
+        ("SH.510999", "2020-06-30")
+    ]
 
 
 # -- migrations that opt out of the transaction -----------------------------------------

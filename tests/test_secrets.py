@@ -18,6 +18,7 @@ from crashhelper import ROOT, child_env, cut_off, dbname
 from etlfixtures import TOKEN
 
 from etl.load import Loader
+from etl.secrets import mask_url, scrub
 
 pytestmark = pytest.mark.system_pg
 
@@ -147,3 +148,23 @@ def test_token_and_password_appear_in_no_output_file_or_table(
     for where, text in {**outputs, **files, **tables}.items():
         for secret in secrets:
             assert secret not in text, f"a secret in {where}"
+
+
+def test_the_one_scrubber_masks_each_secret_by_its_place():
+    """etl.secrets.scrub serves the API client, the database and the run ledger alike:
+    passwords and `token=` by their place, a named token wherever it is, a given URL
+    as its shown form; a short secret elsewhere in the words is left alone."""
+    text = (
+        "GET https://api.example/etf/XSHG/list?token=tok-0b5e11-WRONG&x=1 failed; "
+        "connect postgresql://u:pa55@h/d host=h password='p w'; "
+        "echoed tok-0b5e11-WRONG; postgresql://u:secret@@sock/d; user e demo"
+    )
+    assert scrub(
+        text, ["tok-0b5e11-WRONG", None, ""], {"postgresql://u:secret@@sock/d": "<embedded>"}
+    ) == (
+        "GET https://api.example/etf/XSHG/list?token=***&x=1 failed; "
+        "connect postgresql://u:***@h/d host=h password=***; "
+        "echoed ***; <embedded>; user e demo"
+    )
+    assert scrub("?token=demo&ticker=510050 demo") == "?token=***&ticker=510050 demo"
+    assert mask_url("postgresql://u:e@h/d user e") == "postgresql://u:***@h/d user e"

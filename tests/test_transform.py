@@ -13,6 +13,7 @@ from etl import transform as T
 from etl.calendar import is_trading_day, trading_days_between
 from etl.errors import ConfigError
 from etl.plan import PriceOptions, build_plan
+from etl.schema import DAILY_SCHEMA, LIST_SCHEMA, PLAN_SCHEMA, TYPED_SCHEMA
 from etl.snapshot import RAW_SCHEMA
 
 
@@ -55,8 +56,8 @@ def plan(*symbols: tuple[str, str | None, str | None, bool]) -> pl.DataFrame:
             }
             for s, d, c, by_day in symbols
         ],
-        schema={**T.PLAN_SCHEMA, "prev_close": pl.String},
-    ).cast(T.PLAN_SCHEMA)
+        schema={**PLAN_SCHEMA, "prev_close": pl.String},
+    ).cast(PLAN_SCHEMA)
 
 
 def day(
@@ -86,8 +87,8 @@ END = date(2024, 12, 31)
 
 def test_types_match_the_table_exactly():
     result = T.daily_rows(raw("XSHG", [day("2024-01-02", 2.345)]), PLAN, END)
-    assert result.rows.schema == pl.Schema(T.TYPED_SCHEMA)
-    assert list(T.TYPED_SCHEMA)[: len(T.DAILY_SCHEMA)] == list(T.DAILY_SCHEMA)
+    assert result.rows.schema == pl.Schema(TYPED_SCHEMA)
+    assert list(TYPED_SCHEMA)[: len(DAILY_SCHEMA)] == list(DAILY_SCHEMA)
     assert result.rows["action_ratio"].to_list() == [None]  # no jump from 2.3
     row = result.rows.row(0, named=True)
     assert row["trade_date"] == datetime(2024, 1, 2)  # naive midnight, not shifted
@@ -309,7 +310,7 @@ def listed(*symbols: str, name: str = "n") -> pl.DataFrame:
             }
             for s in symbols
         ]
-    ).cast(T.LIST_SCHEMA)
+    ).cast(LIST_SCHEMA)
 
 
 def test_list_changes_new_changed_unchanged_vanished_and_stock_turned_etf():

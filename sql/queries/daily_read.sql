@@ -1,6 +1,6 @@
 -- ETF daily rows for etl.read.daily(): exact types, filtered by parameters.
--- $1 symbols, comma-separated ('' = all) · $2, $3 first and last trading day
--- ('-infinity' / 'infinity' = open) · $4 market codes, comma-separated ('' = all).
+-- $1 symbols (text[], empty = all) · $2, $3 first and last trading day
+-- ('-infinity' / 'infinity' = open) · $4 market codes (text[], empty = all).
 -- The trading day of a stored row is its calendar date in Asia/Shanghai (rows of the
 -- older writer sit at 16:00 of the day before on a UTC session): day D holds the
 -- rows with D - 8 h <= trade_date < D + 16 h. NUMERIC goes out as text so that the
@@ -15,8 +15,8 @@ SELECT d.trade_date, d.symbol, d.stock_name,
 FROM stock_daily_data AS d
 JOIN stock_info AS i USING (symbol)
 WHERE i.is_etf = 'Y'
-  AND ($1::text = '' OR d.symbol = ANY (string_to_array($1::text, ',')))
+  AND (cardinality($1::text[]) = 0 OR d.symbol = ANY ($1::text[]))
   AND d.trade_date >= $2::text::date - interval '8 hours'
   AND d.trade_date < $3::text::date + interval '16 hours'
-  AND ($4::text = '' OR d.market_code = ANY (string_to_array($4::text, ',')))
+  AND (cardinality($4::text[]) = 0 OR d.market_code = ANY ($4::text[]))
 ORDER BY d.symbol, d.trade_date
