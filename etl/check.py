@@ -47,7 +47,8 @@ import polars as pl
 from etl import corporate
 from etl.calendar import closed_days, trading_days, unknown_days
 from etl.db import Database
-from etl.errors import DatabaseError
+from etl.errors import DatabaseError, EtlError, NothingToAudit
+from etl.plan import refuse_unknown
 from etl.sqlfiles import query
 from etl.symbols import EXCHANGES, MARKETS, check_symbol
 
@@ -184,8 +185,14 @@ def audit(
                     pl.col("market_code").is_in(sorted(markets))
                     & (pl.col("symbol").is_in(sorted(wanted)) if wanted is not None else True)
                 )
+                if wanted is not None:
+                    refuse_unknown(
+                        etfs.filter(pl.col("market_code").is_in(sorted(markets))), wanted
+                    )
                 names = chosen["symbol"].to_list()
                 stored = chosen.drop_nulls("first_day")
+                if stored.is_empty():
+                    raise NothingToAudit(_nothing_stored(markets, wanted))
                 lo = stored["first_day"].min() if stored.height else None
                 hi = stored["last_day"].max() if stored.height else None
                 rows, recorded, confirmed = _empty_rows(), [], []
@@ -201,7 +208,7 @@ def audit(
                     confirmed = _tuples(cur, query("check_confirmed"), (names,))
                     if lo is not None and last is not None:
                         traded = _traded_unknown_days(cur, unknown_days(lo, last), markets)
-        except DatabaseError:
+        except EtlError:
             raise
         except Exception as exc:
             raise DatabaseError(
@@ -242,6 +249,17 @@ def audit(
         spans=spans,
         raw_holes=raw,
     )
+
+
+def _nothing_stored(markets: set[str], wanted: set[str] | None) -> str:
+    """The one line of a check that has no stored prices to audit."""
+    if wanted:
+        scope = ", ".join(sorted(wanted))
+    elif markets != set(EXCHANGES):
+        scope = "the ETFs of " + ", ".join(sorted(EXCHANGES[m] for m in markets))
+    else:
+        scope = "any ETF"
+    return f"nothing to audit: no prices stored for {scope}; run 'etl sync' first"
 
 
 def _begin(conn: Any, cur: Any) -> str | None:

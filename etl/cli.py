@@ -27,7 +27,15 @@ from etl.errors import ConfigError, EtlError, LockHeldError
 from etl.migrate import apply_migrations, require_schema
 from etl.plan import PriceOptions
 from etl.progress import LogHandler, ProgressBar
-from etl.run import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, RunFailed, exit_code
+from etl.run import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    RunFailed,
+    SignalAbort,
+    exit_code,
+)
 from etl.secrets import mask_url
 from etl.settings import Settings
 from etl.symbols import MARKETS, check_symbol
@@ -57,7 +65,8 @@ Exit codes:
      detected ratios that need the official one
   4  another sync is running on this database (see --wait)
   130, 143  interrupted by SIGINT or SIGTERM: what had arrived is
-     loaded, the run is recorded as interrupted
+     loaded, the run is recorded as interrupted. A second signal aborts
+     at once, with the code of that signal
 
 \b
 --json, -q and -v go before or after the command. With --json every outcome,
@@ -94,7 +103,12 @@ class Locked(click.ClickException):
 
 
 # The JSON "status" of an outcome that has no run summary, by exit code.
-_ERROR_STATUS = {EXIT_FAILED: "failed", 2: "usage_error", EXIT_LOCKED: "locked"}
+_ERROR_STATUS = {
+    EXIT_FAILED: "failed",
+    2: "usage_error",
+    EXIT_LOCKED: "locked",
+    **{code: "interrupted" for code in EXIT_INTERRUPTED.values()},
+}
 
 
 def _error_object(message: str, exit_code: int) -> str:
@@ -124,7 +138,25 @@ class EtlGroup(click.Group):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
-        if not standalone_mode or not _wants_json(argv):
+        as_json = standalone_mode and _wants_json(argv)
+        try:
+            return self._main(argv, prog_name, complete_var, standalone_mode, as_json, **extra)
+        except SignalAbort as exc:  # a second Ctrl-C or SIGTERM: its own exit code, not 1
+            if as_json:
+                click.echo(_error_object(str(exc), exc.exit_code))
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    def _main(
+        self,
+        argv: list[str],
+        prog_name: str | None,
+        complete_var: str | None,
+        standalone_mode: bool,
+        as_json: bool,
+        **extra: Any,
+    ) -> Any:
+        if not as_json:
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
         try:
             result = super().main(argv, prog_name, complete_var, False, **extra)
@@ -583,7 +615,8 @@ def check_cmd(
     that the whole bar agrees with; unrecorded ones are findings, and so are
     detected ratios that are not round: needs_official_ratio). Findings confirmed in
     etl_check_confirmed are left out. Only reads. Exit 0 when clean, 3 when it
-    finds something.
+    finds something, 1 when there is nothing to audit (no stored prices for the
+    ETFs chosen) or a --symbol is not an ETF of the chosen exchanges.
 
     --repair asks the API again for each ETF's findings in one request, from its
     first to its last: missing days are inserted, stored rows whose prices differ
@@ -663,7 +696,10 @@ def query_cmd(
     """Run one read-only SQL query on the configured database and print the rows.
 
     Works on the embedded database too. Decimals stay exact (NUMERIC(10,4) shows
-    4 places at most, never a float); the session is read-only.
+    4 places at most, never a float); a repeated column name gets _2, _3, ...
+    Read-only: one SELECT, WITH, VALUES or TABLE statement in a read-only
+    transaction; writes and server functions that act outside it
+    (pg_terminate_backend, set_config, lo_*, dblink, ...) are refused in one line.
 
     Example: etl query "SELECT symbol, stock_name FROM stock_info WHERE is_etf = 'Y' ORDER BY symbol LIMIT 5"
     """
@@ -760,7 +796,9 @@ def record_action(
     """Record the official ratio of a share split, merge or conversion (份额拆分/折算).
 
     RATIO is new shares per old share, from the fund's announcement: 2 for a
-    2-for-1 split, 0.1 for a 10-to-1 merge, 3.8165 for a 1:3.8165 conversion.
+    2-for-1 split, 0.1 for a 10-to-1 merge, 3.8165 for a 1:3.8165 conversion:
+    an exact decimal from 0.001 to 1000 with at most 8 decimal places (no
+    exponent, nan or inf).
     EX_DATE is the first trading day at the new price; the ETF's row of that day
     must be stored. The ratio replaces the one a sync detected from the prices
     (kept as detected_ratio), or is inserted; that row's price_change and
@@ -794,9 +832,11 @@ def prune(
 ) -> None:
     """Remove old snapshot directories under ETL_DATA_DIR/raw.
 
-    A snapshot goes when it is older than --keep-days and not among the --keep
-    newest. Never removed: the newest one, and any whose manifest.json does not
-    say "loaded": true (a run still going, or one waiting for etl replay).
+    A snapshot goes when it is older than --keep-days and older than the --keep
+    newest loaded ones (manifest.json says "loaded": true), and it is loaded but
+    not the newest loaded, or its run failed ("status": "failed") before the
+    newest loaded one. Never removed: the newest snapshot, the newest loaded
+    one, and any that says neither (a run still going, or a killed one).
     Without options: ETL_KEEP_DAYS / ETL_KEEP_SNAPSHOTS, also applied after every sync.
 
     Example: etl prune --keep-days 30 --keep 10

@@ -39,6 +39,14 @@ class NoDatabaseError(ConfigError):
     """A read command found no database to read (no embedded cluster yet)."""
 
 
+class ReadOnlyError(ConfigError):
+    """etl query was given a statement that writes or acts outside its transaction."""
+
+
+class NothingToAudit(ConfigError):
+    """etl check found no stored prices among the ETFs it was asked to audit."""
+
+
 class NotMigratedError(DatabaseError):
     """The database lacks the schema, or some migrations: `etl migrate` is needed."""
 

@@ -24,10 +24,11 @@ announcement (not a run: no snapshot, no ledger row, but the same sync lock).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -279,21 +280,43 @@ class ActionRecorded:
         }
 
 
+def _first_line(text: str) -> str:
+    """A server error in one line: its details and the statement stay out of the message."""
+    return (text.strip().splitlines() or [""])[0]
+
+
 def _dec(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
+# A ratio a user records: new shares per old share, an exact decimal. The range
+# holds every split, merge and conversion funds announce (1:1000 to 1000:1) and
+# keeps the ex-date's recomputed change inside its NUMERIC columns. The ratio
+# column is NUMERIC without a scale; announcements give at most 8 places.
+RATIO_MIN = Decimal("0.001")
+RATIO_MAX = Decimal("1000")
+RATIO_PLACES = 8
+_PLAIN_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_RATIO_RULE = (
+    f"an exact decimal from {RATIO_MIN} to {RATIO_MAX} with at most {RATIO_PLACES} "
+    "decimal places (2 for a 2-for-1 split, 0.1 for a 10-to-1 merge)"
+)
+
+
 def check_ratio(value: Decimal | str | float) -> Decimal:
-    """A ratio from a user: a positive decimal number (new shares per old share)."""
-    try:
-        ratio = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ConfigError(f"invalid ratio {value!r}: expected a number such as 2 or 0.1") from None
-    if not ratio.is_finite() or ratio <= 0:
-        raise ConfigError(
-            f"invalid ratio {value!r}: new shares per old share must be above 0 "
-            "(2 for a 2-for-1 split, 0.1 for a 10-to-1 merge)"
-        )
+    """A ratio from a user (new shares per old share): a plain decimal, no exponent,
+    nan or inf, within RATIO_MIN..RATIO_MAX, at most RATIO_PLACES places."""
+    if isinstance(value, Decimal) and value.is_finite():
+        text = format(value, "f")
+    else:
+        text = str(value).strip()
+    if not _PLAIN_DECIMAL.fullmatch(text):
+        raise ConfigError(f"invalid ratio {value!r}: expected {_RATIO_RULE}")
+    ratio = Decimal(text)
+    if not RATIO_MIN <= ratio <= RATIO_MAX:
+        raise ConfigError(f"ratio {text} is out of range: expected {_RATIO_RULE}")
+    if -ratio.normalize().as_tuple().exponent > RATIO_PLACES:  # type: ignore[operator]
+        raise ConfigError(f"ratio {text} has too many decimal places: expected {_RATIO_RULE}")
     return ratio
 
 
@@ -343,7 +366,7 @@ def record_action(
                 conn.rollback()
                 raise DatabaseError(
                     f"recording the action of {symbol} on {day} failed and was rolled back: "
-                    f"{db.scrub(str(exc)).strip()}"
+                    f"{_first_line(db.scrub(str(exc)))}"
                 ) from None
             finally:
                 conn.close()

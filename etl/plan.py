@@ -85,14 +85,19 @@ def select_symbols(context: pl.DataFrame, options: PriceOptions) -> pl.DataFrame
         )
     if not options.symbols:
         return etfs.filter((pl.col("is_active") == "Y") | ~pl.col("history_complete"))
-    chosen = etfs.filter(pl.col("symbol").is_in(list(options.symbols)))
-    unknown = sorted(set(options.symbols) - set(chosen["symbol"].to_list()))
+    refuse_unknown(etfs, options.symbols)
+    return etfs.filter(pl.col("symbol").is_in(list(options.symbols)))
+
+
+def refuse_unknown(etfs: pl.DataFrame, symbols: Iterable[str]) -> None:
+    """Refuse the named symbols that are not among ``etfs`` (the ETFs of the chosen
+    exchanges in stock_info): one message for every command that takes --symbol."""
+    unknown = sorted(set(symbols) - set(etfs["symbol"].to_list()))
     if unknown:
         raise ConfigError(
             f"not an ETF of the chosen exchanges in stock_info: {', '.join(unknown)}; "
             "run 'etl sync-list' first, or check the symbol"
         )
-    return chosen
 
 
 def build_plan(

@@ -14,11 +14,12 @@ From Python::
 
 ``daily`` returns the columns of ``stock_daily_data`` with their exact types:
 prices as ``Decimal(10, 4)``, turnover ``Decimal(20, 2)``, percentages
-``Decimal(8, 4)``, never floats. ``query`` runs any read-only statement.
+``Decimal(8, 4)``, never floats. ``query`` runs one read-only query (etl.sqlguard).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import date
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -27,9 +28,10 @@ import connectorx as cx
 import polars as pl
 
 from etl.db import Database
-from etl.errors import ConfigError, DatabaseError
+from etl.errors import ConfigError, DatabaseError, ReadOnlyError
 from etl.schema import DAILY_SCHEMA, TS
 from etl.sqlfiles import query as sql_file
+from etl.sqlguard import refuse_writes
 from etl.symbols import MARKETS, check_symbol
 
 # What daily() returns: the table's columns, in its order, with its exact types.
@@ -83,17 +85,45 @@ def daily(
 def query(db: Database, sql: str) -> pl.DataFrame:
     """Run one read-only SQL statement through connectorx and return the rows.
 
-    The session is read-only, so a statement that would write fails. NUMERIC
-    columns keep exact decimals: connectorx reads them as ``Decimal(38, 10)``,
-    which is narrowed here to the smallest scale that holds every value.
+    The statement is refused before it runs when it is no query or calls a server
+    function that acts outside the transaction (etl.sqlguard); the session is
+    read-only, so the server refuses any write, and that refusal is a
+    ReadOnlyError too. Repeated column names (``count(*), count(x)``) are kept,
+    the second one as ``count_2``. NUMERIC columns keep exact decimals:
+    connectorx reads them as ``Decimal(38, 10)``, which is narrowed here to the
+    smallest scale that holds every value.
     """
+    refuse_writes(sql)
     try:
-        frame = cx.read_sql(read_only_url(db.cx_url), sql, return_type="polars")
+        # connectorx wraps the statement in its own: a trailing comment must not eat it.
+        statement = sql.rstrip().removesuffix(";") + "\n"
+        table = cx.read_sql(read_only_url(db.cx_url), statement, return_type="arrow")
     except Exception as exc:
-        raise DatabaseError(
-            f"query failed on {db.display_url}: {db.scrub(str(exc)).strip()}"
-        ) from None
+        text = " ".join(db.scrub(str(exc)).split())  # one line, the server's HINT too
+        server = re.search(r"ERROR:\s*(.*in a read-only transaction)", text)
+        if server:
+            raise ReadOnlyError(f"etl query is read-only: {server.group(1)}") from None
+        raise DatabaseError(f"query failed on {db.display_url}: {text}") from None
+    frame = pl.from_arrow(table.rename_columns(unique_names(table.column_names)))
+    assert isinstance(frame, pl.DataFrame)
     return tidy_decimals(frame)
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Column names made unique as psql shows them apart: a repeated name gets _2, _3, ..."""
+    taken = set(names)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name in seen:
+            n = 2
+            while f"{name}_{n}" in taken:
+                n += 1
+            name = f"{name}_{n}"
+            taken.add(name)
+        seen.add(name)
+        out.append(name)
+    return out
 
 
 def read_only_url(url: str) -> str:

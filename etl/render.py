@@ -201,7 +201,8 @@ def prune_text(result: PruneResult, dry_run: bool) -> str:
     verb = "would remove" if dry_run else "removed"
     lines = [f"{verb} {path}" for path in result.removed]
     lines.append(
-        f"{verb} {len(result.removed)} snapshots ({result.bytes_freed / 1e6:,.1f} MB), "
+        f"{verb} {len(result.removed)} snapshots ({result.removed_failed} of failed runs, "
+        f"{result.bytes_freed / 1e6:,.1f} MB), "
         f"kept {result.kept} ({result.kept_unloaded} not known to be loaded)"
     )
     return "\n".join(lines)

@@ -123,7 +123,11 @@ def repair(job: Job, exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> di
         )
     after = audit(job.db, exchanges=exchanges, symbols=symbols) if ranges else before
     if ranges:
-        confirmed = record_confirmed(job, confirmations(after, ranges, answered_days(job)))
+        # Only an ETF the API answered can confirm anything: a failed or unasked
+        # request is no evidence that a day had no trading.
+        good = answered_symbols(job)
+        answered = [r for r in ranges if r.symbol in good]
+        confirmed = record_confirmed(job, confirmations(after, answered, answered_days(job)))
         if confirmed:  # a suspension now confirmed may make the day after it an ex-date
             after = audit(job.db, exchanges=exchanges, symbols=symbols)
     splits = record_splits(job, after.unrecorded_actions)
@@ -144,6 +148,19 @@ def repair(job: Job, exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> di
         "findings_confirmed": confirmed,
         "splits_recorded": splits,
     }
+
+
+def answered_symbols(job: Job) -> set[str]:
+    """Symbols with a good /daily answer (no error) in this run's snapshot."""
+    frames = [
+        pl.read_parquet(p, columns=["endpoint", "exchange", "ticker", "error"])
+        for p in job.snapshot.parts("kind=prices")
+    ]
+    if not frames:
+        return set()
+    good = pl.concat(frames).filter((pl.col("endpoint") == "daily") & pl.col("error").is_null())
+    market = pl.col("exchange").replace_strict(MARKETS, return_dtype=pl.String)
+    return set(good.select(market + "." + pl.col("ticker")).to_series().to_list())
 
 
 def answered_days(job: Job) -> pl.DataFrame:

@@ -1,13 +1,19 @@
 """Snapshot retention: remove old run directories under <data_dir>/raw.
 
-A snapshot may go only when all of these hold:
+Rules are given as ``keep_days`` (keep snapshots younger than that, by the UTC
+time in the run id) and ``keep`` (keep the N newest *loaded* snapshots); a
+snapshot goes only when no rule given keeps it, and then only if one of these
+holds:
 
 - its ``manifest.json`` says ``"loaded": true`` (every answer it holds is in the
-  database), so a run still going, a killed one, or one whose load failed and
-  waits for ``etl replay``, is always kept;
-- it is not the newest snapshot;
-- it is outside every rule given: older than ``keep_days`` days (by the UTC
-  time in its run id) and not among the ``keep`` newest snapshots.
+  database) and it is not the newest loaded snapshot: ``keep=1`` keeps that one,
+  never a failed run's newer snapshot in its place;
+- its manifest says ``"status": "failed"`` (the run ended in an error) and it is
+  older than the newest loaded snapshot, so a later sync has had its chance to
+  resume it (etl/resume.py).
+
+Always kept: the newest snapshot of all, and any that says neither (a run still
+going, a killed one), which the next sync resumes or ``etl replay`` loads.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ log = logging.getLogger(__name__)
 class PruneResult:
     removed: list[str] = field(default_factory=list)
     kept: int = 0
-    kept_unloaded: int = 0  # kept because their rows are not known to be loaded
+    kept_unloaded: int = 0  # kept, and their rows are not known to be loaded
+    removed_failed: int = 0  # of the removed: snapshots of failed runs
     bytes_freed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -38,6 +45,7 @@ class PruneResult:
             "removed": self.removed,
             "kept": self.kept,
             "kept_unloaded": self.kept_unloaded,
+            "removed_failed": self.removed_failed,
             "bytes_freed": self.bytes_freed,
         }
 
@@ -50,12 +58,17 @@ def _started(path: Path) -> datetime:
         return datetime.fromtimestamp((path / "manifest.json").stat().st_mtime, UTC)
 
 
-def _loaded(path: Path) -> bool:
+def _state(path: Path) -> str:
+    """'loaded', 'failed' or 'unknown', from the snapshot's manifest."""
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("loaded") is True
+        return "unknown"
+    if not isinstance(manifest, dict):
+        return "unknown"
+    if manifest.get("loaded") is True:
+        return "loaded"
+    return "failed" if manifest.get("status") == "failed" else "unknown"
 
 
 def _size(path: Path) -> int:
@@ -86,19 +99,36 @@ def prune(
     cutoff = (
         (now or datetime.now(UTC)) - timedelta(days=keep_days) if keep_days is not None else None
     )
+    states = {path: _state(path) for path in snapshots}
+    loaded = [p for p in snapshots if states[p] == "loaded"]
+    # --keep N keeps what is as new as the Nth newest loaded snapshot: with fewer
+    # loaded ones than N, everything.
+    count_floor: Path | None = None
+    if keep:
+        count_floor = loaded[keep - 1] if keep <= len(loaded) else snapshots[-1]
+
+    def newer(path: Path, than: Path) -> bool:
+        return (_started(path), path.name) >= (_started(than), than.name)
+
     for rank, path in enumerate(snapshots):
-        kept_by_rule = (keep is not None and rank < keep) or (
+        kept_by_rule = (count_floor is not None and newer(path, count_floor)) or (
             cutoff is not None and _started(path) >= cutoff
         )
-        if rank == 0 or kept_by_rule:
-            result.kept += 1
-        elif not _loaded(path):
-            result.kept += 1
-            result.kept_unloaded += 1
+        state = states[path]
+        if state == "loaded":
+            may_go = path is not loaded[0]
+        elif state == "failed":
+            may_go = bool(loaded) and not newer(path, loaded[0])
         else:
-            result.bytes_freed += _size(path)
-            if not dry_run:
-                shutil.rmtree(path)
-            result.removed.append(str(path))
-            log.info("%s %s", "would remove" if dry_run else "removed", path)
+            may_go = False
+        if rank == 0 or kept_by_rule or not may_go:
+            result.kept += 1
+            result.kept_unloaded += state != "loaded"
+            continue
+        result.bytes_freed += _size(path)
+        if not dry_run:
+            shutil.rmtree(path)
+        result.removed.append(str(path))
+        result.removed_failed += state == "failed"
+        log.info("%s %s", "would remove" if dry_run else "removed", path)
     return result

@@ -69,7 +69,7 @@ class Interrupt:
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.signal is not None:
-            raise KeyboardInterrupt  # the second one: stop now
+            raise SignalAbort(signal.Signals(signum).name)  # the second one: stop now
         self.signal = signal.Signals(signum).name
         self._stop.set()
         log.warning(
@@ -77,6 +77,19 @@ class Interrupt:
             "(send it again to abort at once)",
             self.signal,
         )
+
+
+class SignalAbort(BaseException):
+    """A second SIGINT or SIGTERM during a run: stop at once, exit 130 or 143.
+
+    A BaseException, as KeyboardInterrupt is, so that no ``except Exception``
+    on the way catches it; not a KeyboardInterrupt, which click turns into
+    "Aborted!" and exit 1."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"aborted by a second {signal_name}: what was committed stays")
+        self.signal = signal_name
+        self.exit_code = EXIT_INTERRUPTED[signal_name]
 
 
 class RunFailed(EtlError):
@@ -158,6 +171,10 @@ def execute(
         interrupt = stack.enter_context(Interrupt(job.stop))
         try:
             summary.update(body(job))
+        except SignalAbort as exc:  # the second signal: record it, then stop at once
+            summary.update(_finish(client, started, "interrupted"), interrupted_by=exc.signal)
+            _record(ledger, summary, str(exc))
+            raise
         except Exception as exc:  # recorded whatever it is; only ours become RunFailed
             summary.update(_finish(client, started, "failed"))
             text = str(exc) if isinstance(exc, EtlError) else repr(exc)
@@ -165,6 +182,7 @@ def execute(
             summary["error"] = db.scrub(text, settings.token)
             summary["reasons"] = [summary["error"]]
             _record(ledger, summary, summary["error"])
+            _mark_failed(snap)
             if isinstance(exc, EtlError):
                 raise RunFailed(exc, summary) from None
             raise
@@ -230,6 +248,15 @@ def _finish(client: TsanghiClient | None, started: float, status: str) -> dict[s
         "requests": client.requests_made if client else 0,
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def _mark_failed(snap: Snapshot) -> None:
+    """Say in the manifest that the run failed, for retention (etl/retention.py); a disk
+    that refuses it must not hide the run's own error."""
+    try:
+        snap.update_manifest(status="failed")
+    except (OSError, EtlError) as exc:
+        log.warning("could not mark %s as failed: %s", snap.path, exc)
 
 
 def _record(ledger: RunLedger, summary: dict[str, Any], error: str | None) -> None:

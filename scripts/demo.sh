@@ -4,8 +4,9 @@
 # Starts the local Tsanghi-compatible API (python -m fakeapi, 60 synthetic
 # ETFs since 2020) on a free port, runs a complete `make sync-etf` against it
 # into the embedded PostgreSQL under ${DEMO_DATA_DIR:-./data/demo}, then shows
-# `etl status`. The server is stopped on exit. Running it again syncs
-# incrementally into the same database; `rm -rf data/demo` starts over.
+# `etl status` and `etl check` (whose findings the test API plants). The server
+# is stopped on exit. Running it again syncs incrementally into the same
+# database; `rm -rf data/demo` starts over.
 #
 # DEMO_DATA_DIR rather than ETL_DATA_DIR: the demo must never write its
 # synthetic ETFs into the data directory of a real installation.
@@ -59,6 +60,19 @@ make -s sync-etf
 echo
 echo "== etl status"
 .venv/bin/etl status
+echo
+# The test API is not a perfect source on purpose: the first check's findings are
+# the ones it plants, and a newcomer should know that before reading them.
+echo "== etl check: the test API simulates suspensions (days some ETFs have no row) and"
+echo "   three share actions (a 2-for-1 split, a 10-to-1 merge, a 1:3.8165 conversion),"
+echo "   so holes, detected corporate actions and a ratio that needs the official one"
+echo "   are expected here (exit 3: findings). etl check --repair asks the API again and"
+echo "   records what it confirms; etl record-action records an official ratio."
+check=0
+.venv/bin/etl check || check=$?
+if [[ $check -ne 0 && $check -ne 3 ]]; then
+    exit "$check"
+fi
 echo
 echo "Done. The database stays in $demo_dir (rm -rf it to start over)."
 echo "See it again: ETL_DATA_DIR=$demo_dir make status  (or .venv/bin/etl query \"SQL\" with the same ETL_DATA_DIR)"

@@ -356,6 +356,56 @@ def test_check_refuses_a_bad_symbol(etl):
     assert "--symbol" in out.summary["error"]
 
 
+NOTHING = "nothing to audit: no prices stored for any ETF; run 'etl sync' first"
+
+
+def test_check_on_a_database_without_prices_says_there_is_nothing_to_audit(etl, db):
+    assert etl("migrate").exit_code == 0
+    out = etl("check")
+    assert out.exit_code == 1
+    assert out.summary == {
+        "status": "failed",
+        "exit_code": 1,
+        "error": NOTHING,
+        "reasons": [NOTHING],
+    }
+    human = etl("check", as_json=False)
+    assert human.exit_code == 1
+    assert human.stdout == "" and human.stderr == f"Error: {NOTHING}\n"
+    # ETFs listed, none priced yet: still nothing to audit.
+    assert etl("sync-list").exit_code == 0
+    out = etl("check", "--exchange", "XSHE")
+    assert out.exit_code == 1
+    assert out.summary["error"] == (
+        "nothing to audit: no prices stored for the ETFs of XSHE; run 'etl sync' first"
+    )
+    out = etl("check", "--symbol", UNTOUCHED)
+    assert out.summary["error"] == (
+        f"nothing to audit: no prices stored for {UNTOUCHED}; run 'etl sync' first"
+    )
+
+
+def test_check_refuses_unknown_symbols_as_sync_prices_does(etl, synced):
+    refused = (
+        "not an ETF of the chosen exchanges in stock_info: SH.999999; "
+        "run 'etl sync-list' first, or check the symbol"
+    )
+    out = etl("check", "--symbol", "SH.999999", "--symbol", UNTOUCHED)
+    assert out.exit_code == 1
+    assert out.summary == {
+        "status": "failed",
+        "exit_code": 1,
+        "error": refused,
+        "reasons": [refused],
+    }
+    prices = etl("sync-prices", "--symbol", "SH.999999")
+    assert prices.exit_code == 1 and prices.summary["error"] == refused
+    # A known ETF of another exchange than the one chosen is refused the same way.
+    out = etl("check", "--exchange", "XSHG", "--symbol", UNTOUCHED)
+    assert out.exit_code == 1
+    assert out.summary["error"] == refused.replace("SH.999999", UNTOUCHED)
+
+
 def test_the_calendar_agrees_with_the_holiday_tables_day_by_day():
     """is_trading_day answers from chinese_calendar's tables without its per-call scan:
     the same answer for every day they cover but the five weekdays the exchanges

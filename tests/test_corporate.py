@@ -251,9 +251,6 @@ def test_record_action_refuses_bad_input_and_writes_nothing(etl, db):
         (["SH.600000", "2024-03-11", "2"], 1, "SH.600000 is not an ETF"),
         ([CONVERSION, "2024-03-10", "3.8165"], 1, "no stored row on 2024-03-10"),
         ([CONVERSION, "2019-03-11", "3.8165"], 1, "no stored row on 2019-03-11"),
-        ([CONVERSION, "2024-03-11", "0"], 2, "must be above 0"),
-        (["--", CONVERSION, "2024-03-11", "-2"], 2, "must be above 0"),
-        ([CONVERSION, "2024-03-11", "two"], 2, "invalid ratio"),
         (["510300", "2024-03-11", "2"], 2, "invalid symbol"),
         ([CONVERSION, "11.03.2024", "2"], 2, "EX_DATE"),
     ]
@@ -262,7 +259,45 @@ def test_record_action_refuses_bad_input_and_writes_nothing(etl, db):
         assert out.exit_code == code, (args, out.stdout, out.stderr)
         assert message in out.summary["error"], (args, out.summary)
         assert out.summary["status"] == ("failed" if code == 1 else "usage_error")
+    rule = (
+        "expected an exact decimal from 0.001 to 1000 with at most 8 decimal places "
+        "(2 for a 2-for-1 split, 0.1 for a 10-to-1 merge)"
+    )
+    ratios = [
+        ("0", "ratio 0 is out of range"),
+        ("-2", "ratio -2 is out of range"),
+        ("99999999999999", "ratio 99999999999999 is out of range"),
+        ("1000.0001", "ratio 1000.0001 is out of range"),
+        ("0.00000000001", "ratio 0.00000000001 is out of range"),
+        ("0.0009", "ratio 0.0009 is out of range"),
+        ("1e400", "invalid ratio '1e400'"),
+        ("2E0", "invalid ratio '2E0'"),
+        ("nan", "invalid ratio 'nan'"),
+        ("inf", "invalid ratio 'inf'"),
+        ("-Infinity", "invalid ratio '-Infinity'"),
+        ("two", "invalid ratio 'two'"),
+        ("3,8165", "invalid ratio '3,8165'"),
+        ("3.816500001", "ratio 3.816500001 has too many decimal places"),
+    ]
+    for ratio, reason in ratios:
+        out = etl("record-action", "--", CONVERSION, "2024-03-11", ratio)
+        assert out.exit_code == 2, (ratio, out.stdout, out.stderr)
+        assert out.summary["status"] == "usage_error"
+        assert out.summary["error"] == f"Invalid value for 'RATIO': {reason}: {rule}"
+        human = etl("record-action", "--", CONVERSION, "2024-03-11", ratio, as_json=False)
+        assert human.exit_code == 2 and human.stderr.endswith(
+            f"Error: Invalid value for 'RATIO': {reason}: {rule}\n"
+        )
+        assert "Traceback" not in human.stderr and "SQL" not in human.stderr
     assert checksums(db) == tables and actions(db) == before
+
+
+@pytest.mark.parametrize("ratio", ["0.001", "1000", "3.81652891"])
+def test_record_action_takes_the_ends_of_its_range_exactly(etl, db, ratio):
+    assert etl("sync").exit_code == 0
+    out = etl("record-action", CONVERSION, "2024-03-11", ratio)
+    assert out.exit_code == 0, out.stdout + out.stderr
+    assert actions(db)[CONVERSION][1] == Decimal(ratio)
 
 
 def test_a_filled_gap_before_an_ex_date_keeps_the_adjusted_change(etl, db):

@@ -166,3 +166,55 @@ def test_status_tells_a_dead_run_from_a_running_one(db, api, etl, data_dir, tmp_
     assert statuses["run-alive"] == "dead"
     out = etl("status")
     assert "dead" in out.stdout and "run-alive" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("second", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")]
+)
+def test_a_second_signal_while_the_first_is_handled_exits_with_its_code(
+    second, code, name, db, api, universe, etl, data_dir, tmp_path, reference
+):
+    """The first Ctrl-C waits for a load held on a lock; the second one stops at once,
+    with the shell's code of that signal, never 1 and "Aborted!"."""
+    api.latency_ms = 80
+    env = child_env(db.url, api.base_url, TOKEN, data_dir, ETL_BATCH_ROWS="100", ETL_WORKERS="2")
+    log = tmp_path / "twice"
+    proc = spawn(["--json", "sync"], env, log)
+    admin = None
+    try:
+        admin = hold_writes(db, proc)
+        proc.send_signal(signal.SIGINT)
+        wait_for(lambda: "SIGINT: interrupted" in log.with_suffix(".err").read_text(), proc=proc)
+        proc.send_signal(second)
+        admin.rollback()  # the held load returns, and the second signal is handled
+        admin.close()
+        admin = None
+        exit_code = proc.wait(30)
+    finally:
+        if admin is not None:
+            admin.rollback()
+            admin.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = log.with_suffix(".err").read_text()
+    assert exit_code == code, err
+    message = f"aborted by a second {name}: what was committed stays"
+    assert json.loads(log.with_suffix(".out").read_text()) == {
+        "status": "interrupted",
+        "exit_code": code,
+        "error": message,
+        "reasons": [message],
+    }
+    assert f"Error: {message}\n" in err
+    assert "Aborted!" not in err and "Traceback" not in err
+    # The run is recorded as stopped by that signal; what was committed is whole.
+    ((_, command, status, error),) = runs(db)
+    assert (command, status, error) == ("sync", "interrupted", message)
+    assert_consistent(db, universe, whole=True)
+    # The next run loads what the aborted one left on disk and fetches the rest.
+    api.latency_ms = 0
+    again = etl("sync")
+    assert again.exit_code == 0, again.stderr
+    assert again.summary["answers_resumed"] > 0
+    assert_same_as(db, universe, reference)

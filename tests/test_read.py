@@ -86,8 +86,87 @@ def test_query_is_read_only(synced, db):
         ["query", "WITH gone AS (DELETE FROM stock_info RETURNING symbol) SELECT * FROM gone"],
         synced,
     )
-    assert code == 1 and "read-only" in err
+    assert code == 1
+    assert (
+        err == "Error: etl query is read-only: cannot execute SELECT in a read-only transaction\n"
+    )
     assert db.fetch("SELECT count(*) FROM stock_info") == before
+
+
+NOT_A_QUERY = "Error: etl query is read-only: it runs one SELECT, WITH, VALUES or TABLE statement"
+REFUSED = "a server function that acts outside a read-only transaction or runs SQL text"
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("DELETE FROM stock_info", f"{NOT_A_QUERY}, not DELETE"),
+        ("  drop TABLE stock_daily_data", f"{NOT_A_QUERY}, not DROP"),
+        ("/* c */ Insert INTO stock_info DEFAULT VALUES", f"{NOT_A_QUERY}, not INSERT"),
+        ("COPY stock_info TO PROGRAM 'true'", f"{NOT_A_QUERY}, not COPY"),
+        ("DO $$ BEGIN PERFORM 1; END $$", f"{NOT_A_QUERY}, not DO"),
+        (
+            "SELECT 1; DROP TABLE stock_info",
+            "Error: etl query is read-only: it runs one statement, this text has 2",
+        ),
+        (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+            f"Error: etl query is read-only: it refuses pg_terminate_backend(), {REFUSED}",
+        ),
+        (
+            'SELECT "PG_CATALOG"."Pg_Cancel_Backend" /* x */ (1), PG_RELOAD_CONF()',
+            "Error: etl query is read-only: it refuses pg_cancel_backend(), pg_reload_conf(), "
+            + REFUSED,
+        ),
+        (
+            "SELECT set_config('work_mem', '1GB', false)",
+            f"Error: etl query is read-only: it refuses set_config(), {REFUSED}",
+        ),
+        (
+            "SELECT lo_export(1, '/tmp/x')",
+            f"Error: etl query is read-only: it refuses lo_export(), {REFUSED}",
+        ),
+        (
+            "SELECT query_to_xml('SELECT pg_rotate_logfile()', true, false, '')",
+            "Error: etl query is read-only: it refuses pg_rotate_logfile(), query_to_xml(), "
+            + REFUSED,
+        ),
+        (
+            "SELECT dblink_exec('dbname=postgres', 'DROP TABLE x')",
+            f"Error: etl query is read-only: it refuses dblink_exec(), {REFUSED}",
+        ),
+    ],
+)
+def test_query_refuses_writes_and_functions_that_act_outside_in_one_line(synced, db, sql, message):
+    before = db.fetch("SELECT count(*) FROM stock_info")
+    code, out, err = invoke(["query", sql], synced)
+    assert (code, out, err) == (1, "", message + "\n")
+    code, out, _ = invoke(["query", sql, "--json"], synced)
+    assert code == 1
+    assert json.loads(out) == {
+        "status": "failed",
+        "exit_code": 1,
+        "error": message[7:],
+        "reasons": [message[7:]],
+    }
+    assert db.fetch("SELECT count(*) FROM stock_info") == before
+
+
+def test_query_runs_where_a_denied_name_is_only_a_column(synced):
+    sql = "SELECT lo_price FROM (SELECT 1 AS lo_price) AS t -- lo_export(1)"
+    code, out, err = invoke(["query", sql, "--format", "csv"], synced)
+    assert (code, out) == (0, "lo_price\n1\n"), err
+
+
+def test_query_keeps_repeated_column_names_apart(synced, db):
+    sql = (
+        "SELECT count(*), count(DISTINCT symbol), 7 AS count_2, count(*) "
+        "FROM stock_daily_data WHERE symbol = 'SH.510050'"
+    )
+    (rows,) = db.fetch("SELECT count(*) FROM stock_daily_data WHERE symbol = 'SH.510050'")[0]
+    code, out, err = invoke(["query", sql, "--format", "csv"], synced)
+    assert code == 0, err
+    assert out == f"count,count_3,count_2,count_4\n{rows},1,7,{rows}\n"
 
 
 def _readme_sql() -> list[str]:
@@ -234,3 +313,45 @@ def test_read_commands_never_create_a_database(tmp_path):
     code, out, _ = invoke(["--json", "status"], env)
     assert code == 1
     assert f"ETL_DATA_DIR={data / 'demo'} etl status" in json.loads(out)["error"]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 'pg_reload_conf' AS name",  # a name, not a call
+        'SELECT "lo_price" FROM (SELECT 1 AS "lo_price") AS t',
+        "select 1 -- ; DROP TABLE stock_info",
+        "SELECT $q$ a; b $q$ AS text;",
+        "(VALUES (1), (2))",
+        "TABLE stock_info",
+        "WITH x AS (SELECT 1) SELECT * FROM x",
+    ],
+)
+def test_the_guard_lets_reads_through(sql):
+    from etl.sqlguard import refuse_writes
+
+    assert refuse_writes(sql) is None
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        ("SELECT E'it\\'s', pg_reload_conf()", "pg_reload_conf()"),
+        ("SELECT pg_catalog.PG_TERMINATE_BACKEND\n(1)", "pg_terminate_backend()"),
+        ('SELECT "pg_advisory_lock"(1)', "pg_advisory_lock()"),
+        ("SELECT $x$SELECT lo_unlink(1)$x$", "lo_unlink()"),
+        ("SELECT ts_stat('SELECT 1')", "ts_stat()"),
+        ("SELECT pg_stat_reset_shared('wal')", "pg_stat_reset_shared()"),
+        ("SELECT 1 WHERE pg_cancel_backend /* */ (2)", "pg_cancel_backend()"),
+    ],
+)
+def test_the_guard_finds_calls_however_they_are_spelled(sql, refused):
+    from etl.errors import ReadOnlyError
+    from etl.sqlguard import refuse_writes
+
+    with pytest.raises(ReadOnlyError) as caught:
+        refuse_writes(sql)
+    assert str(caught.value) == (
+        f"etl query is read-only: it refuses {refused}, a server function that acts "
+        "outside a read-only transaction or runs SQL text"
+    )

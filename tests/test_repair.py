@@ -98,6 +98,24 @@ def test_suspensions_are_holes_until_the_source_confirms_them(etl, db, api, univ
     assert again.summary["holes"] == []
 
 
+def test_a_repair_whose_requests_failed_confirms_nothing(etl, db, api, universe):
+    """An API that cannot be reached confirms no suspension: the holes stay findings."""
+    assert etl("sync").exit_code == 0
+    first = etl("check")
+    assert first.exit_code == 3
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}/api/fin"
+    repaired = etl("check", "--repair", env={"TSANGHI_BASE_URL": down})
+    assert repaired.exit_code == 1, repaired.stdout
+    assert repaired.summary["repair"]["status"] == "failed"
+    assert repaired.summary["repair"]["findings_confirmed"] == 0
+    assert repaired.summary["holes"] == first.summary["holes"]
+    assert db.fetch("SELECT count(*) FROM etl_check_confirmed") == [(0,)]
+
+
 def test_repair_brings_back_deleted_and_damaged_rows_exactly(etl, db, api, universe):
     assert etl("sync").exit_code == 0
     official_conversion(etl)

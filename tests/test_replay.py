@@ -76,3 +76,45 @@ def test_two_replays_of_a_read_only_snapshot_at_once_into_two_databases(
         assert manifest["source"] == str(source.resolve()) and manifest["loaded"] is True
         typed = list((path / "typed").glob("part-*.parquet"))
         assert len(typed) >= 2  # the replay's own normalize output
+
+
+def test_a_replayed_failed_run_is_not_resumed_by_the_next_sync(pg_server, db, etl, monkeypatch):
+    """A sync loses its database mid-load; `etl replay` of its snapshot loads the
+    rest; the next sync then has nothing of that run left to resume."""
+    from crashhelper import cut_off, dbname, runs
+
+    from etl.load import Loader
+
+    state = {"inserted": 0, "cut": False}
+    original = Loader.load_daily
+
+    def load_daily(self, rows, overwrite=False):  # the database dies once a batch is in
+        if state["inserted"] and not state["cut"]:
+            state["cut"] = True
+            cut_off(pg_server, db)
+        counts = original(self, rows, overwrite)
+        state["inserted"] += counts.inserted
+        return counts
+
+    monkeypatch.setattr(Loader, "load_daily", load_daily)
+    failed = etl("sync", env={"ETL_BATCH_ROWS": "200"})
+    monkeypatch.undo()
+    pg_server.admin(f'ALTER DATABASE "{dbname(db)}" ALLOW_CONNECTIONS true')
+    assert failed.exit_code == 1 and failed.summary["status"] == "failed"
+    stored = db.fetch("SELECT count(*) FROM stock_daily_data")[0][0]
+
+    replayed = etl("replay", failed.summary["snapshot"], env={"TSANGHI_TOKEN": None})
+    assert replayed.exit_code == 0, replayed.stderr
+    assert replayed.summary["replayed_run"] == failed.summary["run_id"]
+    assert replayed.summary["rows_inserted"] > 0
+    total = db.fetch("SELECT count(*) FROM stock_daily_data")[0][0]
+    assert total == stored + replayed.summary["rows_inserted"]
+
+    again = etl("sync")
+    assert again.exit_code == 0, again.stderr
+    assert (again.summary["answers_resumed"], again.summary["rows_resumed"]) == (0, 0)
+    assert again.summary["rows_inserted"] == 0
+    assert db.fetch("SELECT count(*) FROM stock_daily_data")[0][0] == total
+    # The failed run's record is kept as it was: only the replay's row names it.
+    assert [r[1] for r in runs(db)] == ["sync", "replay", "sync"]
+    assert runs(db)[0][2] in ("failed", "running")
