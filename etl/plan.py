@@ -6,7 +6,8 @@ day (a row's calendar date in Asia/Shanghai, whoever wrote it); an incremental
 run asks from the day after it, so no option ever leaves a hole behind it.
 
 Which ETFs: every active one, and every inactive (delisted) one until its whole
-history has been fetched once; ``--symbol`` names any ETF, active or not.
+history (from --start-date, when a run gave one) has been fetched once;
+``--symbol`` names any ETF, active or not.
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ class Plan:
         return {"inactive_synced": inactive, "inactive_complete": self.inactive_complete}
 
     def completed_inactive(self, failed: Iterable[str], options: PriceOptions) -> list[str]:
-        """Inactive ETFs whose whole history this run has fetched: all of them that
-        did not fail, when the run asked from their first day or their watermark
-        (no --start-date) up to today (an earlier --end-date may stop short of a
-        late delisting)."""
-        if options.start is not None or options.end < shanghai_today():
+        """Inactive ETFs whose history this run has fetched as far as the user asked:
+        all of them that did not fail, when the run asked up to today (an earlier
+        --end-date may stop short of a late delisting). A --start-date run asked an
+        ETF with nothing stored from that date: that is the history the user wants,
+        so later runs, with --start-date or without, do not ask for it again."""
+        if options.end < shanghai_today():
             return []
         if "is_active" not in self.symbols.columns:
             return []

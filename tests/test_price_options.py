@@ -178,6 +178,45 @@ def test_a_delisted_etf_whose_fetch_failed_is_asked_again(etl, db, api, universe
     assert stored_count(db, "SH.510300") == len(universe.daily_rows("XSHG", "510300"))
 
 
+def test_a_start_date_backfill_completes_the_delisted_etfs_it_asked(etl, db, api, universe):
+    """Measured: a run with --start-date never marked a delisted ETF complete, so every
+    later run with --start-date asked each one again (15 requests where 4 do), and the
+    first evening after a --start-date backfill asked 40 requests instead of 4."""
+    universe.set_active("XSHG", "510300", False)  # delisted at the end of the quarter
+    out = etl("sync", "--start-date", "2024-02-01")
+    assert out.exit_code == 0, out.stderr
+    assert (out.summary["inactive_synced"], out.summary["inactive_complete"]) == (2, 0)
+    done = db.fetch("SELECT symbol FROM etl_etf_history ORDER BY symbol")
+    assert done == [("SH.510300",), ("SH.560514",)]
+    asked = [r for r in universe.daily_rows("XSHG", "510300") if r["date"] >= "2024-02-01"]
+    assert stored_count(db, "SH.510300") == len(asked) > 30
+    first = db.fetch(
+        "SELECT min(trade_date)::date::text FROM stock_daily_data WHERE symbol = 'SH.510300'"
+    )
+    assert first == [(asked[0]["date"],)]
+
+    # The first evening after the backfill costs what any evening costs: two lists
+    # and one /daily/latest per exchange, no delisted ETF asked again.
+    universe.advance(1)
+    api.reset_log()
+    evening = etl("sync")
+    assert evening.exit_code == 0, evening.stderr
+    assert (api.request_count("list"), api.request_count("latest")) == (2, 2)
+    assert api.request_count() == 4
+    s = evening.summary
+    assert (s["inactive_synced"], s["inactive_complete"]) == (0, 2)
+    assert s["rows_inserted"] == s["symbols_total"]
+
+    # A second run with --start-date (still in the crontab) asks none again either.
+    universe.advance(1)
+    api.reset_log()
+    again = etl("sync", "--start-date", "2024-02-01")
+    assert again.exit_code == 0, again.stderr
+    assert api.request_count("daily") == 0 and api.request_count() == 4
+    assert (again.summary["inactive_synced"], again.summary["inactive_complete"]) == (0, 2)
+    assert stored_count(db, "SH.510300") == len(asked)
+
+
 # -- an empty stock_info, and today --------------------------------------------------
 
 
