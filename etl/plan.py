@@ -102,6 +102,7 @@ def build_plan(
     options: PriceOptions,
     latest: dict[str, date | None] | None = None,
     max_days_behind: int = 5,
+    holes: pl.DataFrame | None = None,
 ) -> Plan:
     """Decide the requests of a price sync.
 
@@ -118,6 +119,10 @@ def build_plan(
     watermark, and ``start`` only places the first day of a symbol with none, so
     a ``start`` after a watermark never skips the days between. With ``full``,
     every symbol asks ``start``..``end`` (``start`` None: its whole history).
+
+    ``holes`` (HOLES_SCHEMA, see ``hole_candidates``) are days active ETFs miss
+    behind a watermark another writer moved past them: they are asked again
+    (see ``_fill_holes``), so a missed day is never hidden by a later row.
     """
     latest = latest or {}
     if "history_complete" not in context.columns:  # a context from before etl_etf_history
@@ -153,6 +158,10 @@ def build_plan(
             and len(trading_days_between(w, target)) <= max_days_behind
         ]
         pack = max(set(near), key=lambda w: (near.count(w), w)) if near else None
+        pack_days = trading_days_between(pack, target) if pack is not None else []
+        fill = _fill_holes(
+            holes, MARKETS[exchange], part, marks, target, pack_days, by_day_ok, max_days_behind
+        )
         for sym, watermark, is_active in zip(part, marks, active, strict=True):
             fetch = options.full or watermark is None or watermark < target
             by_day = (
@@ -162,13 +171,18 @@ def build_plan(
                 start = options.start
             else:
                 start = watermark + timedelta(days=1) if watermark else options.start
+            gap = fill.gaps.get(sym["symbol"])
+            if gap is not None:  # from the day before its first hole on
+                sym = {**sym, "prev_date": gap[1], "prev_close": gap[2]}
+                by_day = sym["symbol"] in fill.by_day
+                fetch, start = True, gap[0]
             if not fetch:
                 up_to_date += 1
             elif not by_day:
                 requests.append(Request("daily", exchange, sym["ticker"], start, options.end))
             rows.append({**sym, "by_day": by_day})
-        if pack is not None:
-            days[exchange] = trading_days_between(pack, target)
+        if pack_days or fill.days:
+            days[exchange] = sorted(set(pack_days) | set(fill.days))
             # The undated request for the latest day was made to learn it; the
             # caller reuses that answer, so it is not asked again here.
             requests.extend(
@@ -188,3 +202,109 @@ def build_plan(
         "; ".join(f"{ex} {len(d)} day(s) from {d[0]}" for ex, d in days.items() if d) or "none",
     )
     return Plan(symbols, requests, up_to_date, days, inactive_complete)
+
+
+# -- days missed behind a watermark ------------------------------------------------
+
+# A hole behind a watermark (see sql/queries/watermark_holes.sql): an active ETF
+# with no row on a trading day though it has rows before and after it, and the
+# last stored row before that day.
+HOLES_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "market_code": pl.String(),
+    "day": pl.Date(),
+    "traded": pl.Boolean(),  # some ETF of the market has a stored row on the day
+    "prev_date": PLAN_SCHEMA["prev_date"],
+    "prev_close": PLAN_SCHEMA["prev_close"],
+}
+# Days looked at when no run of ours has completed an exchange yet, and at most
+# when the last one that did is long ago (beyond that, `etl check --repair`).
+HOLE_DAYS_FIRST = 5
+HOLE_DAYS_MAX = 250
+
+
+def hole_candidates(
+    options: PriceOptions,
+    latest: dict[str, date | None],
+    complete: dict[str, date],
+    first_days: int = HOLE_DAYS_FIRST,
+) -> dict[str, list[date]]:
+    """Per market, the days to look for holes behind watermarks: the days that
+    may be trading days after the last day our own runs completed there
+    (``complete``, exchange -> day) up to the run's target day. Days up to it
+    were asked of every ETF by a run of ours: a hole there is a suspension.
+    Without such a day, the last ``first_days``. None with --full, which asks
+    every day again anyway."""
+    if options.full:
+        return {}
+    out: dict[str, list[date]] = {}
+    for exchange in options.exchanges:
+        target = min(options.end, latest.get(exchange) or options.end)
+        done = complete.get(exchange)
+        limit = first_days if done is None else HOLE_DAYS_MAX
+        after = done if done is not None else target - timedelta(days=7 * limit)
+        days = trading_days_between(after, target)[-limit:]
+        if days:
+            out[MARKETS[exchange]] = days
+    return out
+
+
+@dataclass
+class _Fill:
+    gaps: dict[str, tuple[date, object, object]]  # symbol -> (first day, prev_date, prev_close)
+    by_day: set[str]  # symbols whose holes the per-day answers fill
+    days: list[date]  # days asked for them beyond the pack's
+
+
+def _fill_holes(
+    holes: pl.DataFrame | None,
+    market: str,
+    part: list[dict],
+    marks: list[date | None],
+    target: date,
+    pack_days: list[date],
+    by_day_ok: bool,
+    max_days_behind: int,
+) -> _Fill:
+    """How one exchange's holes are asked again, at no more than one request per
+    day, or per ETF where that is fewer.
+
+    A hole counts where it was surely a trading day: some ETF stored a row that
+    day, or the run asks that day of the exchange anyway. An ETF otherwise up to
+    date gets every day from its first hole to its last one from per-day
+    answers (the change of a filled row refers to the row before it in the
+    answers, so none may be left out between). An ETF that also needs days past
+    its watermark, or any ETF where the per-day answers would cost more
+    requests than asking per ticker, asks its range from its first hole on. The
+    load's anti-join drops every day already stored.
+    """
+    fill = _Fill({}, set(), [])
+    if holes is None or holes.is_empty():
+        return fill
+    asked = set(pack_days) | {target}
+    mine = holes.filter(
+        (pl.col("market_code") == market)
+        & (pl.col("traded") | pl.col("day").is_in(sorted(asked) if by_day_ok else []))
+    ).sort("symbol", "day")
+    if mine.is_empty():
+        return fill
+    wanted = {s["symbol"]: w for s, w in zip(part, marks, strict=True)}
+    ranges: dict[str, tuple[date, date]] = {}
+    for symbol, group in mine.group_by("symbol", maintain_order=True):
+        first = group.row(0, named=True)
+        name = str(symbol[0])
+        if name not in wanted:  # not an ETF of this run (--symbol)
+            continue
+        fill.gaps[name] = (first["day"], first["prev_date"], first["prev_close"])
+        if by_day_ok and wanted[name] is not None and wanted[name] >= target:
+            ranges[name] = (first["day"], group["day"].max())
+    spans = {
+        d
+        for lo, hi in ranges.values()
+        for d in [lo, *trading_days_between(lo, hi)]
+        if d not in asked
+    }
+    if ranges and len(spans) <= min(max_days_behind, len(ranges)):
+        fill.by_day = set(ranges)
+        fill.days = sorted(spans)
+    return fill

@@ -25,13 +25,13 @@ from etl.extract import Request, fetch_all
 from etl.load import Loader, etf_context
 from etl.normalize import Normalizer
 from etl.outcome import Policy, decide, no_lists_message, worst
-from etl.plan import Plan, PriceOptions, build_plan
+from etl.plan import Plan, PriceOptions, build_plan, hole_candidates
 from etl.resume import finish_pending
 from etl.settings import Settings
 from etl.snapshot import RawWriter, Snapshot, fetched_frame
 from etl.sqlfiles import query
 from etl.stages import PriceTally, Stages
-from etl.symbols import MARKETS
+from etl.symbols import EXCHANGES, MARKETS
 
 log = logging.getLogger(__name__)
 
@@ -217,9 +217,20 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
             fetched = job.client.latest(exchange)
             answers.append(fetched)
             latest[exchange] = _latest_day(fetched)
-    plan = build_plan(context, options, latest, job.settings.latest_max_days)
+    # Days an ETF misses behind a watermark another writer moved past them: one
+    # query, and at most one request per exchange and day (see plan.py).
+    candidates = hole_candidates(options, latest, history.complete_days(job.db))
+    holes = history.watermark_holes(job.db, candidates)
+    max_days = job.settings.latest_max_days
+    plan = build_plan(context, options, latest, max_days, holes)
+    # An answer a run that died left on disk was loaded with that run's plan, which
+    # did not want the rows of a hole: a day with holes is asked again.
+    hole_days = set(zip(holes["market_code"], holes["day"], strict=True))
     day_requests = [
-        r for r in plan.requests if r.endpoint == "latest" and not done_before.covers(r)
+        r
+        for r in plan.requests
+        if r.endpoint == "latest"
+        and (not done_before.covers(r) or (MARKETS[r.exchange], r.day) in hole_days)
     ]
     answers += [f for f in fetch_all(job.client, day_requests, job.settings.workers) if f]
     broken = _broken_days(answers, latest)
@@ -232,7 +243,7 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
             ", ".join(broken),
         )
         latest = {ex: d for ex, d in latest.items() if ex not in broken}
-        plan = build_plan(context, options, latest, job.settings.latest_max_days)
+        plan = build_plan(context, options, latest, max_days, holes)
         answers = [f for f in answers if f.exchange not in broken]
     ticker_requests = [r for r in plan.requests if r.endpoint == "daily"]
     requests = [r for r in ticker_requests if not done_before.covers(r)]
@@ -243,6 +254,7 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
             "up_to_date": plan.up_to_date,
             "latest_days": {ex: [d.isoformat() for d in days] for ex, days in plan.days.items()},
             "requests": len(plan.requests),
+            "holes_behind_watermarks": holes.height,
             "answered_on_disk": len(ticker_requests) - len(requests),
         }
     )
@@ -252,7 +264,24 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     extract_and_load(job, requests, answers, stages, tally, tally.done + len(requests))
     if not job.stop.is_set() and not tally.not_fetched:  # else some were never asked
         history.mark_complete(job.db, plan.completed_inactive(tally.failed, options))
+        history.mark_days_complete(job.db, completed_days(options, latest, tally), job.run_id)
     return price_summary(job, plan, tally, time.monotonic() - started)
+
+
+def completed_days(
+    options: PriceOptions, latest: dict[str, date | None], tally: PriceTally
+) -> dict[str, date]:
+    """Exchange -> the day this run asked every active ETF of it up to, and got:
+    an ordinary run (no --symbol, no --full) with the exchange's latest day known
+    from /daily/latest and its per-day answers whole, and no ETF of it failed."""
+    if options.symbols or options.full:
+        return {}
+    failed = {EXCHANGES[s[:2]] for s in tally.failed}
+    return {
+        ex: min(day, options.end)
+        for ex, day in latest.items()
+        if day is not None and ex in options.exchanges and ex not in failed
+    }
 
 
 def extract_and_load(

@@ -1,0 +1,11 @@
+-- A run completed these markets up to these days: $1 is 'SH:2024-04-01,SZ:...'
+-- (markets and ISO dates written by etl/history.py), $2 the run. A day never
+-- moves back: a later --end-date run, or a replay of an old snapshot, keeps it.
+INSERT INTO etl_exchange_days (market_code, complete_through, run_id, updated_at)
+SELECT split_part(x, ':', 1), split_part(x, ':', 2)::date, $2, now()
+FROM unnest(string_to_array($1, ',')) AS x
+ON CONFLICT (market_code) DO UPDATE
+SET complete_through = EXCLUDED.complete_through,
+    run_id = EXCLUDED.run_id,
+    updated_at = EXCLUDED.updated_at
+WHERE etl_exchange_days.complete_through < EXCLUDED.complete_through
