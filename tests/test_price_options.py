@@ -8,9 +8,12 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
+import polars as pl
+import pytest
+
 from etl.calendar import shanghai_today
 from etl.db import Database
-from etl.plan import PriceOptions
+from etl.plan import HOLES_SCHEMA, PriceOptions, build_plan, hole_candidates
 from etl.queries import etf_counts
 
 
@@ -215,6 +218,128 @@ def test_a_start_date_backfill_completes_the_delisted_etfs_it_asked(etl, db, api
     assert api.request_count("daily") == 0 and api.request_count() == 4
     assert (again.summary["inactive_synced"], again.summary["inactive_complete"]) == (0, 2)
     assert stored_count(db, "SH.510300") == len(asked)
+
+
+# -- days missed behind a watermark another writer moved ------------------------------
+
+
+def _etf(code: str, watermark: date) -> dict:
+    return {
+        "symbol": f"SZ.{code}",
+        "stock_name": code,
+        "market_code": "SZ",
+        "stock_code": code,
+        "is_active": "Y",
+        "prev_date": datetime.combine(watermark, datetime.min.time()),
+        "prev_close": Decimal("1.0000"),
+    }
+
+
+def _hole(code: str, day: date, traded: bool, prev: date, close: str) -> dict:
+    return {
+        "symbol": f"SZ.{code}",
+        "market_code": "SZ",
+        "day": day,
+        "traded": traded,
+        "prev_date": datetime.combine(prev, datetime.min.time()),
+        "prev_close": Decimal(close),
+    }
+
+
+def test_a_hole_behind_a_watermark_is_asked_once_per_day_or_per_ticker_where_cheaper():
+    jan = [date(2024, 1, d) for d in (2, 3, 4, 5, 8, 9, 10)]  # trading days
+    pack = [_etf(f"1599{i:02d}", jan[5]) for i in range(4)]  # at Jan 9, latest Jan 10
+    ahead = _etf("159950", jan[6])  # the old system stored Jan 10: up to date
+    context = pl.DataFrame([*pack, ahead])
+    opts = PriceOptions(exchanges=("XSHE",), end=date(2024, 1, 31))
+    latest = {"XSHE": jan[6]}
+    holes = pl.DataFrame(
+        [
+            _hole("159950", jan[3], True, jan[2], "1.2340"),  # Jan 5, a day others stored
+            _hole("159950", jan[4], False, jan[2], "1.2340"),  # Jan 8, no row of anybody
+        ],
+        schema=HOLES_SCHEMA,
+    )
+    p = build_plan(context, opts, latest, 5, holes)
+    # Jan 8 is no proof of a trading day (nobody stored it) and the run does not ask
+    # it anyway: only Jan 5 counts, and costs one request for the exchange.
+    assert [(r.endpoint, r.day) for r in p.requests] == [("latest", jan[3])]
+    assert p.days == {"XSHE": [jan[3], jan[6]]}
+    assert p.up_to_date == 0
+    row = p.symbols.filter(pl.col("symbol") == "SZ.159950").row(0, named=True)
+    assert (row["by_day"], row["prev_date"].date(), row["prev_close"]) == (
+        True,
+        jan[2],
+        Decimal("1.2340"),
+    )
+
+    # A hole on a day the run asks anyway costs nothing more.
+    behind = [_etf(f"1599{i:02d}", jan[2]) for i in range(4)]  # the pack at Jan 4
+    p = build_plan(pl.DataFrame([*behind, ahead]), opts, latest, 5, holes)
+    assert sorted(r.day for r in p.requests) == [jan[3], jan[4], jan[5]]
+    assert p.days == {"XSHE": jan[3:]}
+    assert p.symbols.filter(pl.col("by_day")).height == 5
+
+    # An ETF that also needs days past its watermark asks its own range from the
+    # hole on: per-day rows around a stored day the answers lack would chain wrong.
+    lagging = _etf("159950", jan[5])
+    p = build_plan(pl.DataFrame([*pack, lagging]), opts, latest, 5, holes)
+    assert [(r.endpoint, r.ticker, r.start) for r in p.requests] == [("daily", "159950", jan[3])]
+    assert p.symbols.filter(pl.col("by_day")).height == 4
+
+    # One ETF missing three days: one request for it beats three for the exchange.
+    three = pl.DataFrame(
+        [_hole("159950", d, True, jan[0], "1.2340") for d in jan[1:4]], schema=HOLES_SCHEMA
+    )
+    p = build_plan(context, opts, latest, 5, three)
+    assert [(r.endpoint, r.ticker, r.start) for r in p.requests] == [("daily", "159950", jan[1])]
+    # Without the latest day (its answer failed) the ETF goes per ticker too.
+    p = build_plan(context, opts, {}, 5, holes)
+    assert ("daily", "159950", jan[3]) in [(r.endpoint, r.ticker, r.start) for r in p.requests]
+
+
+def test_holes_are_looked_for_after_the_last_day_our_runs_completed():
+    opts = PriceOptions(end=date(2024, 1, 31))
+    latest = {"XSHG": date(2024, 1, 10), "XSHE": date(2024, 1, 10)}
+    complete = {"XSHG": date(2024, 1, 8), "XSHE": date(2024, 1, 10)}
+    assert hole_candidates(opts, latest, complete) == {"SH": [date(2024, 1, 9), date(2024, 1, 10)]}
+    # Nothing completed yet (a database from before the record): the last five days.
+    assert hole_candidates(opts, latest, {})["SZ"] == [date(2024, 1, d) for d in (4, 5, 8, 9, 10)]
+    assert hole_candidates(PriceOptions(full=True), latest, {}) == {}
+
+
+@pytest.mark.parametrize("session_tz", ["UTC", "Asia/Shanghai"])
+def test_a_day_the_old_system_stored_past_our_missed_day_costs_no_extra_request(
+    etl, db, api, universe, session_tz
+):
+    """Measured: an evening that failed, then one on which the old system stored the
+    next day first, left that ETF's missed day behind its watermark for good."""
+    from test_shared_tables import old_system_writes
+
+    assert etl("sync").exit_code == 0
+    missed, d2 = universe.advance(2)  # our evening of `missed` never ran
+    symbol, rows = "SH.510050", universe.daily_rows("XSHG", "510050", d2, d2)
+    name = db.fetch("SELECT stock_name FROM stock_info WHERE symbol = $1", (symbol,))[0][0]
+    old_system_writes(db, session_tz, symbol, name, rows)
+    api.reset_log()
+    out = etl("sync")
+    assert out.exit_code == 0, out.stderr
+    assert api.request_count() == 6 and api.request_count("daily") == 0  # as without it
+    assert stored_count(db) == source_count(universe)
+    (change,) = db.fetch(
+        "SELECT price_change::text FROM stock_daily_data WHERE symbol = $1 "
+        "AND (trade_date + interval '8 hours')::date = $2::date",
+        (symbol, missed.isoformat()),
+    )[0]
+    before, day = universe.daily_rows("XSHG", "510050")[-3:-1]
+    assert day["date"] == missed.isoformat()
+    assert Decimal(change) == Decimal(str(day["close"])) - Decimal(str(before["close"]))
+    assert db.fetch("SELECT DISTINCT complete_through FROM etl_exchange_days") == [(d2,)]
+
+    universe.advance(1)
+    api.reset_log()
+    assert etl("sync").exit_code == 0
+    assert api.request_count() == 4
 
 
 # -- an empty stock_info, and today --------------------------------------------------
