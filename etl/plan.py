@@ -218,7 +218,8 @@ HOLES_SCHEMA: dict[str, pl.DataType] = {
     "prev_close": PLAN_SCHEMA["prev_close"],
 }
 # Days looked at when no run of ours has completed an exchange yet, and at most
-# when the last one that did is long ago (beyond that, `etl check --repair`).
+# after the last one that did, when that is long ago (`etl check --repair`
+# audits the rest).
 HOLE_DAYS_FIRST = 5
 HOLE_DAYS_MAX = 250
 
@@ -241,9 +242,11 @@ def hole_candidates(
     for exchange in options.exchanges:
         target = min(options.end, latest.get(exchange) or options.end)
         done = complete.get(exchange)
-        limit = first_days if done is None else HOLE_DAYS_MAX
-        after = done if done is not None else target - timedelta(days=7 * limit)
-        days = trading_days_between(after, target)[-limit:]
+        if done is None:
+            days = trading_days_between(target - timedelta(days=7 * first_days), target)
+            days = days[-first_days:]
+        else:  # the days right after it first: the ones a failed evening left
+            days = trading_days_between(done, target)[:HOLE_DAYS_MAX]
         if days:
             out[MARKETS[exchange]] = days
     return out

@@ -13,7 +13,7 @@ import pytest
 
 from etl.calendar import shanghai_today
 from etl.db import Database
-from etl.plan import HOLES_SCHEMA, PriceOptions, build_plan, hole_candidates
+from etl.plan import HOLE_DAYS_MAX, HOLES_SCHEMA, PriceOptions, build_plan, hole_candidates
 from etl.queries import etf_counts
 
 
@@ -306,6 +306,9 @@ def test_holes_are_looked_for_after_the_last_day_our_runs_completed():
     # Nothing completed yet (a database from before the record): the last five days.
     assert hole_candidates(opts, latest, {})["SZ"] == [date(2024, 1, d) for d in (4, 5, 8, 9, 10)]
     assert hole_candidates(PriceOptions(full=True), latest, {}) == {}
+    # Long ago, and the latest day unknown: the days right after it come first.
+    far = hole_candidates(opts, {}, {"XSHG": date(2023, 1, 3)})["SH"]
+    assert (len(far), far[0]) == (HOLE_DAYS_MAX, date(2023, 1, 4))
 
 
 @pytest.mark.parametrize("session_tz", ["UTC", "Asia/Shanghai"])
