@@ -2,9 +2,9 @@
 
 An inactive ETF is priced until its whole history has been fetched once; then
 it is recorded in etl_etf_history and left out of later runs (``--symbol``
-still reaches it). Per exchange, the latest trading day an ordinary run of ours
-completed is kept in etl_exchange_days: days after it are looked at for holes
-behind watermarks another writer moved (``watermark_holes``).
+still reaches it). Per active ETF, the latest trading day an ordinary run of
+ours asked it up to is kept in etl_etf_days: days after it are looked at for
+holes behind watermarks another writer moved (``watermark_holes``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import polars as pl
 from etl.db import Database
 from etl.plan import HOLES_SCHEMA
 from etl.sqlfiles import query
-from etl.symbols import EXCHANGES, MARKETS, SYMBOL_RE
+from etl.symbols import EXCHANGES, SYMBOL_RE
 
 _SYMBOL = re.compile(SYMBOL_RE)
 
@@ -33,23 +33,34 @@ def mark_complete(db: Database, symbols: list[str]) -> None:
     db.execute(query("history_complete"), (",".join(symbols),))
 
 
-def complete_days(db: Database) -> dict[str, date]:
-    """Exchange -> the latest trading day an ordinary run of ours completed there."""
-    rows = db.fetch(query("exchange_days"))
-    return {EXCHANGES[m]: date.fromisoformat(d) for m, d in rows if m in EXCHANGES}
+def asked_days(db: Database) -> dict[str, tuple[date | None, bool]]:
+    """Exchange -> (the earliest day through which a run of ours asked each of its
+    active ETFs, whether some active ETF was never asked yet)."""
+    return {
+        EXCHANGES[m]: (date.fromisoformat(d) if d else None, bool(unrecorded))
+        for m, d, unrecorded in db.fetch(query("etf_days_oldest"))
+        if m in EXCHANGES
+    }
 
 
 def mark_days_complete(db: Database, days: dict[str, date], run_id: str) -> None:
-    """Record that this run asked every active ETF of these exchanges up to these days."""
+    """Record that this run asked these ETFs up to these days (symbol -> day)."""
+    for symbol in days:
+        if not _SYMBOL.fullmatch(symbol):
+            raise ValueError(f"not a symbol: {symbol!r}")
     if days:
-        pairs = ",".join(f"{MARKETS[ex]}:{d.isoformat()}" for ex, d in sorted(days.items()))
-        db.execute(query("exchange_days_complete"), (pairs, run_id))
+        pairs = ",".join(f"{s}:{d.isoformat()}" for s, d in sorted(days.items()))
+        db.execute(query("etf_days_complete"), (pairs, run_id))
 
 
-def watermark_holes(db: Database, candidates: dict[str, list[date]]) -> pl.DataFrame:
+def watermark_holes(db: Database, candidates: dict[str, list[tuple[date, bool]]]) -> pl.DataFrame:
     """Days active ETFs miss behind their own watermark, among ``candidates``
-    (market -> days), in one query; HOLES_SCHEMA."""
-    pairs = ",".join(f"{m}:{d.isoformat()}" for m, days in sorted(candidates.items()) for d in days)
+    (market -> (day, among the last few)), in one query; HOLES_SCHEMA."""
+    pairs = ",".join(
+        f"{m}:{d.isoformat()}:{'t' if recent else 'f'}"
+        for m, days in sorted(candidates.items())
+        for d, recent in days
+    )
     rows = db.fetch(query("watermark_holes"), (pairs,)) if pairs else []
     return pl.DataFrame(
         [

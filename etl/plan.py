@@ -227,28 +227,32 @@ HOLE_DAYS_MAX = 250
 def hole_candidates(
     options: PriceOptions,
     latest: dict[str, date | None],
-    complete: dict[str, date],
+    asked: dict[str, tuple[date | None, bool]],
     first_days: int = HOLE_DAYS_FIRST,
-) -> dict[str, list[date]]:
-    """Per market, the days to look for holes behind watermarks: the days that
-    may be trading days after the last day our own runs completed there
-    (``complete``, exchange -> day) up to the run's target day. Days up to it
-    were asked of every ETF by a run of ours: a hole there is a suspension.
-    Without such a day, the last ``first_days``. None with --full, which asks
-    every day again anyway."""
+) -> dict[str, list[tuple[date, bool]]]:
+    """Per market, the days to look for holes behind watermarks, each flagged
+    when it is among the last ``first_days`` up to the run's target day.
+
+    ``asked`` maps an exchange to the earliest day through which a run of ours
+    asked each of its active ETFs, and whether some ETF was never asked (see
+    history.asked_days). The days after that earliest one may hold a hole for
+    some ETF (the query looks at each ETF after its own day only); an ETF never
+    asked is looked at over the last ``first_days``. None with --full, which
+    asks every day again anyway."""
     if options.full:
         return {}
-    out: dict[str, list[date]] = {}
+    out: dict[str, list[tuple[date, bool]]] = {}
     for exchange in options.exchanges:
         target = min(options.end, latest.get(exchange) or options.end)
-        done = complete.get(exchange)
-        if done is None:
-            days = trading_days_between(target - timedelta(days=7 * first_days), target)
-            days = days[-first_days:]
-        else:  # the days right after it first: the ones a failed evening left
-            days = trading_days_between(done, target)[:HOLE_DAYS_MAX]
+        oldest, unrecorded = asked.get(exchange, (None, True))
+        recent = trading_days_between(target - timedelta(days=7 * first_days), target)
+        recent = recent[-first_days:]
+        # The days right after the oldest first: the ones a failed evening left.
+        days = trading_days_between(oldest, target)[:HOLE_DAYS_MAX] if oldest else []
+        if unrecorded or oldest is None:
+            days = sorted(set(days) | set(recent))
         if days:
-            out[MARKETS[exchange]] = days
+            out[MARKETS[exchange]] = [(d, d in recent) for d in days]
     return out
 
 

@@ -219,7 +219,7 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
             latest[exchange] = _latest_day(fetched)
     # Days an ETF misses behind a watermark another writer moved past them: one
     # query, and at most one request per exchange and day (see plan.py).
-    candidates = hole_candidates(options, latest, history.complete_days(job.db))
+    candidates = hole_candidates(options, latest, history.asked_days(job.db))
     holes = history.watermark_holes(job.db, candidates)
     max_days = job.settings.latest_max_days
     plan = build_plan(context, options, latest, max_days, holes)
@@ -264,23 +264,25 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     extract_and_load(job, requests, answers, stages, tally, tally.done + len(requests))
     if not job.stop.is_set() and not tally.not_fetched:  # else some were never asked
         history.mark_complete(job.db, plan.completed_inactive(tally.failed, options))
-        history.mark_days_complete(job.db, completed_days(options, latest, tally), job.run_id)
+        history.mark_days_complete(job.db, completed_days(plan, options, latest, tally), job.run_id)
     return price_summary(job, plan, tally, time.monotonic() - started)
 
 
 def completed_days(
-    options: PriceOptions, latest: dict[str, date | None], tally: PriceTally
+    plan: Plan, options: PriceOptions, latest: dict[str, date | None], tally: PriceTally
 ) -> dict[str, date]:
-    """Exchange -> the day this run asked every active ETF of it up to, and got:
-    an ordinary run (no --symbol, no --full) with the exchange's latest day known
-    from /daily/latest and its per-day answers whole, and no ETF of it failed."""
-    if options.symbols or options.full:
+    """Active ETF -> the day this run asked it up to and got an answer: in an
+    ordinary run (no --symbol, no --full), the day /daily/latest named for its
+    exchange (its per-day answers whole), for every active ETF of the plan that
+    did not fail."""
+    if options.symbols or options.full or "is_active" not in plan.symbols.columns:
         return {}
-    failed = {EXCHANGES[s[:2]] for s in tally.failed}
+    days = {ex: min(day, options.end) for ex, day in latest.items() if day is not None}
+    active = plan.symbols.filter(pl.col("is_active") == "Y")
     return {
-        ex: min(day, options.end)
-        for ex, day in latest.items()
-        if day is not None and ex in options.exchanges and ex not in failed
+        symbol: days[EXCHANGES[market]]
+        for symbol, market in active.select("symbol", "market_code").iter_rows()
+        if EXCHANGES[market] in days and symbol not in tally.failed
     }
 
 

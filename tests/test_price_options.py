@@ -298,17 +298,22 @@ def test_a_hole_behind_a_watermark_is_asked_once_per_day_or_per_ticker_where_che
     assert ("daily", "159950", jan[3]) in [(r.endpoint, r.ticker, r.start) for r in p.requests]
 
 
-def test_holes_are_looked_for_after_the_last_day_our_runs_completed():
+def test_holes_are_looked_for_after_the_last_day_our_runs_asked():
+    jan = [date(2024, 1, d) for d in (2, 3, 4, 5, 8, 9, 10)]  # trading days
     opts = PriceOptions(end=date(2024, 1, 31))
-    latest = {"XSHG": date(2024, 1, 10), "XSHE": date(2024, 1, 10)}
-    complete = {"XSHG": date(2024, 1, 8), "XSHE": date(2024, 1, 10)}
-    assert hole_candidates(opts, latest, complete) == {"SH": [date(2024, 1, 9), date(2024, 1, 10)]}
-    # Nothing completed yet (a database from before the record): the last five days.
-    assert hole_candidates(opts, latest, {})["SZ"] == [date(2024, 1, d) for d in (4, 5, 8, 9, 10)]
+    latest = {"XSHG": jan[6], "XSHE": jan[6]}
+    asked = {"XSHG": (jan[4], False), "XSHE": (jan[6], False)}
+    assert hole_candidates(opts, latest, asked) == {"SH": [(jan[5], True), (jan[6], True)]}
+    # Nothing asked yet (a database from before the record): the last five days.
+    assert hole_candidates(opts, latest, {})["SZ"] == [(d, True) for d in jan[2:]]
+    # An ETF asked long ago (its fetch keeps failing) beside one never asked (listed
+    # today): the days after the first, the last five flagged for the second.
+    mixed = hole_candidates(opts, latest, {"XSHG": (date(2023, 12, 28), True)})["SH"]
+    assert mixed == [(date(2023, 12, 29), False), *((d, d >= jan[2]) for d in jan)]
     assert hole_candidates(PriceOptions(full=True), latest, {}) == {}
     # Long ago, and the latest day unknown: the days right after it come first.
-    far = hole_candidates(opts, {}, {"XSHG": date(2023, 1, 3)})["SH"]
-    assert (len(far), far[0]) == (HOLE_DAYS_MAX, date(2023, 1, 4))
+    far = hole_candidates(opts, {}, {"XSHG": (date(2023, 1, 3), False)})["SH"]
+    assert (len(far), far[0]) == (HOLE_DAYS_MAX, (date(2023, 1, 4), False))
 
 
 @pytest.mark.parametrize("session_tz", ["UTC", "Asia/Shanghai"])
@@ -337,7 +342,7 @@ def test_a_day_the_old_system_stored_past_our_missed_day_costs_no_extra_request(
     before, day = universe.daily_rows("XSHG", "510050")[-3:-1]
     assert day["date"] == missed.isoformat()
     assert Decimal(change) == Decimal(str(day["close"])) - Decimal(str(before["close"]))
-    assert db.fetch("SELECT DISTINCT complete_through FROM etl_exchange_days") == [(d2,)]
+    assert db.fetch("SELECT DISTINCT complete_through FROM etl_etf_days") == [(d2,)]
 
     universe.advance(1)
     api.reset_log()

@@ -115,8 +115,8 @@ def test_evenings_of_cron_beside_the_old_system_end_with_every_row_once(
         assert first.exit_code == 0, first.stderr
         out, d1 = evening()
         assert out.exit_code == 0, out.stderr
-        assert db.fetch("SELECT market_code, complete_through::text FROM etl_exchange_days "
-                        "ORDER BY 1") == [("SH", d1.isoformat()), ("SZ", d1.isoformat())]  # fmt: skip
+        asked = "SELECT DISTINCT complete_through::text FROM etl_etf_days"
+        assert db.fetch(asked) == [(d1.isoformat(),)]
 
         # PostgreSQL restarts while the lists load (a fund is listed that day): the
         # evening fails before any price is asked.
@@ -165,6 +165,12 @@ def test_evenings_of_cron_beside_the_old_system_end_with_every_row_once(
         assert out.exit_code == 3, out.stderr
         assert out.summary["failed"][0]["symbol"] == late
         assert holding(db, late, d4) == 0
+        # Shanghai's ETFs were asked up to that day; Shenzhen's latest day was not
+        # known, so none of its ETFs counts as asked past the evening before.
+        asked_through = db.fetch(
+            "SELECT DISTINCT left(symbol, 2), complete_through FROM etl_etf_days ORDER BY 1"
+        )
+        assert asked_through == [("SH", d4), ("SZ", d3)]
         # ... and the old system stores the next day for it before our next evening.
         (d5,) = universe.advance(1)
         row = universe.daily_rows("XSHE", ticker, d5, d5)
@@ -217,4 +223,4 @@ def test_evenings_of_cron_beside_the_old_system_end_with_every_row_once(
     assert twins == []
     assert changes_refer_to_the_previous_trading_day(db) == []
     last = universe.end.isoformat()
-    assert db.fetch("SELECT DISTINCT complete_through::text FROM etl_exchange_days") == [(last,)]
+    assert db.fetch("SELECT DISTINCT complete_through::text FROM etl_etf_days") == [(last,)]

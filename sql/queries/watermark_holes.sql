@@ -2,20 +2,25 @@
 -- before the day and one after it, none on it. Another writer (the existing
 -- system) that stores a later day moves the watermark past a day our run missed;
 -- the nightly asks such a day again (etl/plan.py). $1 lists the (market, day)
--- pairs to look at, 'SH:2024-04-01,SZ:2024-04-01': the days the calendar does not
--- rule out after the market's last day our runs completed. traded says whether
--- any ETF of the market has a row on the day: proof that it was a trading day.
--- A row's trading day is its date in Asia/Shanghai (see existing_keys.sql).
--- Each probe goes through an index (idx_symbol_date, or the primary key for a
--- whole day), never one query per symbol. Per hole, prev_date and prev_close are
--- the last stored row before it, for the change of the row that fills it.
+-- pairs to look at, 'SH:2024-04-01:t,SZ:2024-04-01:f': the days the calendar
+-- does not rule out, flagged t among the last few (looked at for an ETF no run
+-- of ours has asked yet). An ETF is looked at only after the day a run of ours
+-- last asked it up to (etl_etf_days): a hole up to there is a suspension.
+-- traded says whether any ETF of the market has a row on the day: proof that
+-- it was a trading day. A row's trading day is its date in Asia/Shanghai (see
+-- existing_keys.sql). Each probe goes through an index (idx_symbol_date, or the
+-- primary key for a whole day), never one query per symbol. Per hole, prev_date
+-- and prev_close are the last stored row before it, for the change of the row
+-- that fills it.
 WITH asked AS MATERIALIZED (
-    SELECT a.market_code, a.day, EXISTS (
+    SELECT a.market_code, a.day, a.recent, EXISTS (
                SELECT 1 FROM stock_daily_data AS t
                WHERE t.trade_date >= a.day - interval '8 hours'
                  AND t.trade_date < a.day + interval '16 hours'
                  AND t.market_code = a.market_code) AS traded
-    FROM (SELECT split_part(x, ':', 1) AS market_code, split_part(x, ':', 2)::date AS day
+    FROM (SELECT split_part(x, ':', 1) AS market_code,
+                 split_part(x, ':', 2)::date AS day,
+                 split_part(x, ':', 3) = 't' AS recent
           FROM unnest(string_to_array($1, ',')) AS x) AS a
 ),
 holes AS (
@@ -23,7 +28,9 @@ holes AS (
     FROM asked AS a
     JOIN stock_info AS i
       ON i.market_code = a.market_code AND i.is_etf = 'Y' AND i.is_active = 'Y'
-    WHERE EXISTS (
+    LEFT JOIN etl_etf_days AS c ON c.symbol = i.symbol
+    WHERE (a.day > c.complete_through OR (c.complete_through IS NULL AND a.recent))
+      AND EXISTS (
               SELECT 1 FROM stock_daily_data AS d
               WHERE d.symbol = i.symbol AND d.trade_date >= a.day + interval '16 hours')
       AND EXISTS (
