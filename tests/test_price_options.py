@@ -350,6 +350,64 @@ def test_a_day_the_old_system_stored_past_our_missed_day_costs_no_extra_request(
     assert api.request_count() == 4
 
 
+def test_an_etf_whose_fetch_keeps_failing_asks_no_suspension_of_others_again(
+    etl, db, api, universe
+):
+    """A suspension our run saw (the source had no row that day) is no hole to ask
+    again, even while another ETF of the exchange keeps failing evening after evening."""
+    assert etl("sync").exit_code == 0
+    # SH.510300 fell two days behind and its own request now keeps failing.
+    db.execute(
+        "DELETE FROM stock_daily_data WHERE symbol = 'SH.510300' AND trade_date >= "
+        "(SELECT max(trade_date) - interval '2 days' FROM stock_daily_data "
+        "WHERE symbol = 'SH.510300')"
+    )
+    api.add_fault("502", endpoint="daily", ticker="510300", times=None)
+
+    # SH.510050 is suspended on the next evening's day and trades again the day after.
+    def suspended_on(day: date) -> None:
+        universe.clear_rows("XSHG", "510050")
+        rows = universe.daily_rows("XSHG", "510050")
+        universe.set_rows("XSHG", "510050", [r for r in rows if r["date"] != day.isoformat()])
+
+    (d1,) = universe.advance(1)
+    suspended_on(d1)
+    first = etl("sync")
+    assert first.exit_code == 3, first.stderr
+    assert first.summary["failed"][0]["symbol"] == "SH.510300"
+    asked = dict(db.fetch("SELECT symbol, complete_through FROM etl_etf_days"))
+    assert asked["SH.510050"] == d1 and asked["SH.510300"] < d1
+
+    (d2,) = universe.advance(1)
+    suspended_on(d1)
+    assert etl("sync").exit_code == 3  # SH.510050 behind the others: its own request
+    days = holding_days(db, "SH.510050")
+    assert d1.isoformat() not in days and days[-1] == d2.isoformat()
+
+    # Its suspension now lies behind its watermark, on a day the failing ETF's
+    # record still reaches back to. Two lists, the two latest answers, and the
+    # failing ETF's own request (with its retries): the suspension is not asked again.
+    universe.advance(1)
+    suspended_on(d1)
+    api.reset_log()
+    third = etl("sync")
+    assert third.exit_code == 3, third.stderr
+    assert [r.params.get("date") for r in api.requests if r.kind == "latest"] == [None, None]
+    assert {r.ticker for r in api.requests if r.kind == "daily"} == {"510300"}
+    assert third.summary["rows_inserted"] == third.summary["symbols_ok"]
+
+
+def holding_days(db: Database, symbol: str) -> list[str]:
+    return [
+        d
+        for (d,) in db.fetch(
+            "SELECT (trade_date + interval '8 hours')::date::text FROM stock_daily_data "
+            "WHERE symbol = $1 ORDER BY trade_date",
+            (symbol,),
+        )
+    ]
+
+
 # -- an empty stock_info, and today --------------------------------------------------
 
 
