@@ -217,8 +217,8 @@ HOLES_SCHEMA: dict[str, pl.DataType] = {
     "prev_date": PLAN_SCHEMA["prev_date"],
     "prev_close": PLAN_SCHEMA["prev_close"],
 }
-# Days looked at when no run of ours has completed an exchange yet, and at most
-# after the last one that did, when that is long ago (`etl check --repair`
+# Days looked at for an ETF no run of ours has asked yet, and at most after the
+# day one last asked an ETF up to, when that is long ago (`etl check --repair`
 # audits the rest).
 HOLE_DAYS_FIRST = 5
 HOLE_DAYS_MAX = 250
