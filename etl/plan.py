@@ -6,7 +6,8 @@ day (a row's calendar date in Asia/Shanghai, whoever wrote it); an incremental
 run asks from the day after it, so no option ever leaves a hole behind it.
 
 Which ETFs: every active one, and every inactive (delisted) one until its whole
-history has been fetched once; ``--symbol`` names any ETF, active or not.
+history (from --start-date, when a run gave one) has been fetched once;
+``--symbol`` names any ETF, active or not.
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ class Plan:
         return {"inactive_synced": inactive, "inactive_complete": self.inactive_complete}
 
     def completed_inactive(self, failed: Iterable[str], options: PriceOptions) -> list[str]:
-        """Inactive ETFs whose whole history this run has fetched: all of them that
-        did not fail, when the run asked from their first day or their watermark
-        (no --start-date) up to today (an earlier --end-date may stop short of a
-        late delisting)."""
-        if options.start is not None or options.end < shanghai_today():
+        """Inactive ETFs whose history this run has fetched as far as the user asked:
+        all of them that did not fail, when the run asked up to today (an earlier
+        --end-date may stop short of a late delisting). A --start-date run asked an
+        ETF with nothing stored from that date: that is the history the user wants,
+        so later runs, with --start-date or without, do not ask for it again."""
+        if options.end < shanghai_today():
             return []
         if "is_active" not in self.symbols.columns:
             return []
@@ -105,6 +107,7 @@ def build_plan(
     options: PriceOptions,
     latest: dict[str, date | None] | None = None,
     max_days_behind: int = 5,
+    holes: pl.DataFrame | None = None,
 ) -> Plan:
     """Decide the requests of a price sync.
 
@@ -121,6 +124,10 @@ def build_plan(
     watermark, and ``start`` only places the first day of a symbol with none, so
     a ``start`` after a watermark never skips the days between. With ``full``,
     every symbol asks ``start``..``end`` (``start`` None: its whole history).
+
+    ``holes`` (HOLES_SCHEMA, see ``hole_candidates``) are days active ETFs miss
+    behind a watermark another writer moved past them: they are asked again
+    (see ``_fill_holes``), so a missed day is never hidden by a later row.
     """
     latest = latest or {}
     if "history_complete" not in context.columns:  # a context from before etl_etf_history
@@ -158,6 +165,10 @@ def build_plan(
             and len(trading_days(w + timedelta(days=1), target, (target,))) <= max_days_behind
         ]
         pack = max(set(near), key=lambda w: (near.count(w), w)) if near else None
+        pack_days = trading_days_between(pack, target) if pack is not None else []
+        fill = _fill_holes(
+            holes, MARKETS[exchange], part, marks, target, pack_days, by_day_ok, max_days_behind
+        )
         for sym, watermark, is_active in zip(part, marks, active, strict=True):
             fetch = options.full or watermark is None or watermark < target
             by_day = (
@@ -167,13 +178,18 @@ def build_plan(
                 start = options.start
             else:
                 start = watermark + timedelta(days=1) if watermark else options.start
+            gap = fill.gaps.get(sym["symbol"])
+            if gap is not None:  # from the day before its first hole on
+                sym = {**sym, "prev_date": gap[1], "prev_close": gap[2]}
+                by_day = sym["symbol"] in fill.by_day
+                fetch, start = True, gap[0]
             if not fetch:
                 up_to_date += 1
             elif not by_day:
                 requests.append(Request("daily", exchange, sym["ticker"], start, options.end))
             rows.append({**sym, "by_day": by_day})
-        if pack is not None:
-            days[exchange] = trading_days_between(pack, target)
+        if pack_days or fill.days:
+            days[exchange] = sorted(set(pack_days) | set(fill.days))
             # The undated request for the latest day was made to learn it; the
             # caller reuses that answer, so it is not asked again here.
             requests.extend(
@@ -193,3 +209,116 @@ def build_plan(
         "; ".join(f"{ex} {len(d)} day(s) from {d[0]}" for ex, d in days.items() if d) or "none",
     )
     return Plan(symbols, requests, up_to_date, days, inactive_complete)
+
+
+# -- days missed behind a watermark ------------------------------------------------
+
+# A hole behind a watermark (see sql/queries/watermark_holes.sql): an active ETF
+# with no row on a trading day though it has rows before and after it, and the
+# last stored row before that day.
+HOLES_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "market_code": pl.String(),
+    "day": pl.Date(),
+    "traded": pl.Boolean(),  # some ETF of the market has a stored row on the day
+    "prev_date": PLAN_SCHEMA["prev_date"],
+    "prev_close": PLAN_SCHEMA["prev_close"],
+}
+# Days looked at for an ETF no run of ours has asked yet, and at most after the
+# day one last asked an ETF up to, when that is long ago (`etl check --repair`
+# audits the rest).
+HOLE_DAYS_FIRST = 5
+HOLE_DAYS_MAX = 250
+
+
+def hole_candidates(
+    options: PriceOptions,
+    latest: dict[str, date | None],
+    asked: dict[str, tuple[date | None, bool]],
+    first_days: int = HOLE_DAYS_FIRST,
+) -> dict[str, list[tuple[date, bool]]]:
+    """Per market, the days to look for holes behind watermarks, each flagged
+    when it is among the last ``first_days`` up to the run's target day.
+
+    ``asked`` maps an exchange to the earliest day through which a run of ours
+    asked each of its active ETFs, and whether some ETF was never asked (see
+    history.asked_days). The days after that earliest one may hold a hole for
+    some ETF (the query looks at each ETF after its own day only); an ETF never
+    asked is looked at over the last ``first_days``. None with --full, which
+    asks every day again anyway."""
+    if options.full:
+        return {}
+    out: dict[str, list[tuple[date, bool]]] = {}
+    for exchange in options.exchanges:
+        target = min(options.end, latest.get(exchange) or options.end)
+        oldest, unrecorded = asked.get(exchange, (None, True))
+        recent = trading_days_between(target - timedelta(days=7 * first_days), target)
+        recent = recent[-first_days:]
+        # The days right after the oldest first: the ones a failed evening left.
+        days = trading_days_between(oldest, target)[:HOLE_DAYS_MAX] if oldest else []
+        if unrecorded or oldest is None:
+            days = sorted(set(days) | set(recent))
+        if days:
+            out[MARKETS[exchange]] = [(d, d in recent) for d in days]
+    return out
+
+
+@dataclass
+class _Fill:
+    gaps: dict[str, tuple[date, object, object]]  # symbol -> (first day, prev_date, prev_close)
+    by_day: set[str]  # symbols whose holes the per-day answers fill
+    days: list[date]  # days asked for them beyond the pack's
+
+
+def _fill_holes(
+    holes: pl.DataFrame | None,
+    market: str,
+    part: list[dict],
+    marks: list[date | None],
+    target: date,
+    pack_days: list[date],
+    by_day_ok: bool,
+    max_days_behind: int,
+) -> _Fill:
+    """How one exchange's holes are asked again, at no more than one request per
+    day, or per ETF where that is fewer.
+
+    A hole counts where it was surely a trading day: some ETF stored a row that
+    day, or the run asks that day of the exchange anyway. An ETF otherwise up to
+    date gets every day from its first hole to its last one from per-day
+    answers (the change of a filled row refers to the row before it in the
+    answers, so none may be left out between). An ETF that also needs days past
+    its watermark, or any ETF where the per-day answers would cost more
+    requests than asking per ticker, asks its range from its first hole on. The
+    load's anti-join drops every day already stored.
+    """
+    fill = _Fill({}, set(), [])
+    if holes is None or holes.is_empty():
+        return fill
+    asked = set(pack_days) | {target}
+    mine = holes.filter(
+        (pl.col("market_code") == market)
+        & (pl.col("traded") | pl.col("day").is_in(sorted(asked) if by_day_ok else []))
+    ).sort("symbol", "day")
+    if mine.is_empty():
+        return fill
+    wanted = {s["symbol"]: w for s, w in zip(part, marks, strict=True)}
+    ranges: dict[str, tuple[date, date]] = {}
+    for symbol, group in mine.group_by("symbol", maintain_order=True):
+        first = group.row(0, named=True)
+        name = str(symbol[0])
+        if name not in wanted:  # not an ETF of this run (--symbol)
+            continue
+        fill.gaps[name] = (first["day"], first["prev_date"], first["prev_close"])
+        if by_day_ok and wanted[name] is not None and wanted[name] >= target:
+            ranges[name] = (first["day"], group["day"].max())
+    spans = {
+        d
+        for lo, hi in ranges.values()
+        for d in [lo, *trading_days_between(lo, hi)]
+        if d not in asked
+    }
+    if ranges and len(spans) <= min(max_days_behind, len(ranges)):
+        fill.by_day = set(ranges)
+        fill.days = sorted(spans)
+    return fill

@@ -24,10 +24,11 @@ from etl.extract import ExtractResult, Request, extract_prices, fetch_all
 from etl.load import etf_context
 from etl.normalize import Normalizer
 from etl.outcome import Policy, decide
-from etl.plan import Plan, PriceOptions, build_plan
+from etl.plan import Plan, PriceOptions, build_plan, hole_candidates
 from etl.resume import finish_pending
 from etl.snapshot import fetched_frame
 from etl.stages import Stages, StagesResult
+from etl.symbols import EXCHANGES, MARKETS
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,20 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
             fetched = job.client.latest(exchange)
             answers.append(fetched)
             latest[exchange] = _latest_day(fetched)
-    plan = build_plan(context, options, latest, job.settings.latest_max_days)
+    # Days an ETF misses behind a watermark another writer moved past them: one
+    # query, and at most one request per exchange and day (see plan.py).
+    candidates = hole_candidates(options, latest, history.asked_days(job.db))
+    holes = history.watermark_holes(job.db, candidates)
+    max_days = job.settings.latest_max_days
+    plan = build_plan(context, options, latest, max_days, holes)
+    # An answer a run that died left on disk was loaded with that run's plan, which
+    # did not want the rows of a hole: a day with holes is asked again.
+    hole_days = set(zip(holes["market_code"], holes["day"], strict=True))
     day_requests = [
-        r for r in plan.requests if r.endpoint == "latest" and not done_before.covers(r)
+        r
+        for r in plan.requests
+        if r.endpoint == "latest"
+        and (not done_before.covers(r) or (MARKETS[r.exchange], r.day) in hole_days)
     ]
     answers += [f for f in fetch_all(job.client, day_requests, job.settings.workers) if f]
     broken = _broken_days(answers, latest)
@@ -119,7 +131,7 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
             ", ".join(broken),
         )
         latest = {ex: d for ex, d in latest.items() if ex not in broken}
-        plan = build_plan(context, options, latest, job.settings.latest_max_days)
+        plan = build_plan(context, options, latest, max_days, holes)
         answers = [f for f in answers if f.exchange not in broken]
     ticker_requests = [r for r in plan.requests if r.endpoint == "daily"]
     requests = [r for r in ticker_requests if not done_before.covers(r)]
@@ -130,6 +142,7 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
             "up_to_date": plan.up_to_date,
             "latest_days": {ex: [d.isoformat() for d in days] for ex, days in plan.days.items()},
             "requests": len(plan.requests),
+            "holes_behind_watermarks": holes.height,
             "answered_on_disk": len(ticker_requests) - len(requests),
         }
     )
@@ -140,8 +153,28 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     if not job.stop.is_set() and not extracted.requests_not_made:  # else some were never asked
         completed = plan.completed_inactive(loaded.failed, options)
         history.mark_complete(job.db, completed, job.loader.before_commit)
+        days = completed_days(plan, options, latest, loaded.failed)
+        history.mark_days_complete(job.db, days, job.run_id, job.loader.before_commit)
     counts = PriceCounts.of(extracted, loaded, done_before.resumed)
     return price_summary(job, plan, counts, time.monotonic() - started)
+
+
+def completed_days(
+    plan: Plan, options: PriceOptions, latest: dict[str, date | None], failed: dict[str, str]
+) -> dict[str, date]:
+    """Active ETF -> the day this run asked it up to and got an answer: in an
+    ordinary run (no --symbol, no --full), the day /daily/latest named for its
+    exchange (its per-day answers whole), for every active ETF of the plan that
+    did not fail."""
+    if options.symbols or options.full or "is_active" not in plan.symbols.columns:
+        return {}
+    days = {ex: min(day, options.end) for ex, day in latest.items() if day is not None}
+    active = plan.symbols.filter(pl.col("is_active") == "Y")
+    return {
+        symbol: days[EXCHANGES[market]]
+        for symbol, market in active.select("symbol", "market_code").iter_rows()
+        if EXCHANGES[market] in days and symbol not in failed
+    }
 
 
 def extract_and_load(

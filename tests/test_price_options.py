@@ -8,9 +8,12 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
+import polars as pl
+import pytest
+
 from etl.calendar import shanghai_today
 from etl.db import Database
-from etl.plan import PriceOptions
+from etl.plan import HOLE_DAYS_MAX, HOLES_SCHEMA, PriceOptions, build_plan, hole_candidates
 from etl.queries import etf_counts
 
 
@@ -176,6 +179,233 @@ def test_a_delisted_etf_whose_fetch_failed_is_asked_again(etl, db, api, universe
     s = etl("sync").summary
     assert s["status"] == "ok" and s["inactive_synced"] == 1
     assert stored_count(db, "SH.510300") == len(universe.daily_rows("XSHG", "510300"))
+
+
+def test_a_start_date_backfill_completes_the_delisted_etfs_it_asked(etl, db, api, universe):
+    """Measured: a run with --start-date never marked a delisted ETF complete, so every
+    later run with --start-date asked each one again (15 requests where 4 do), and the
+    first evening after a --start-date backfill asked 40 requests instead of 4."""
+    universe.set_active("XSHG", "510300", False)  # delisted at the end of the quarter
+    out = etl("sync", "--start-date", "2024-02-01")
+    assert out.exit_code == 0, out.stderr
+    assert (out.summary["inactive_synced"], out.summary["inactive_complete"]) == (2, 0)
+    done = db.fetch("SELECT symbol FROM etl_etf_history ORDER BY symbol")
+    assert done == [("SH.510300",), ("SH.560514",)]
+    asked = [r for r in universe.daily_rows("XSHG", "510300") if r["date"] >= "2024-02-01"]
+    assert stored_count(db, "SH.510300") == len(asked) > 30
+    first = db.fetch(
+        "SELECT min(trade_date)::date::text FROM stock_daily_data WHERE symbol = 'SH.510300'"
+    )
+    assert first == [(asked[0]["date"],)]
+
+    # The first evening after the backfill costs what any evening costs: two lists
+    # and one /daily/latest per exchange, no delisted ETF asked again.
+    universe.advance(1)
+    api.reset_log()
+    evening = etl("sync")
+    assert evening.exit_code == 0, evening.stderr
+    assert (api.request_count("list"), api.request_count("latest")) == (2, 2)
+    assert api.request_count() == 4
+    s = evening.summary
+    assert (s["inactive_synced"], s["inactive_complete"]) == (0, 2)
+    assert s["rows_inserted"] == s["symbols_total"]
+
+    # A second run with --start-date (still in the crontab) asks none again either.
+    universe.advance(1)
+    api.reset_log()
+    again = etl("sync", "--start-date", "2024-02-01")
+    assert again.exit_code == 0, again.stderr
+    assert api.request_count("daily") == 0 and api.request_count() == 4
+    assert (again.summary["inactive_synced"], again.summary["inactive_complete"]) == (0, 2)
+    assert stored_count(db, "SH.510300") == len(asked)
+
+
+# -- days missed behind a watermark another writer moved ------------------------------
+
+
+def _etf(code: str, watermark: date) -> dict:
+    return {
+        "symbol": f"SZ.{code}",
+        "stock_name": code,
+        "market_code": "SZ",
+        "stock_code": code,
+        "is_active": "Y",
+        "prev_date": datetime.combine(watermark, datetime.min.time()),
+        "prev_close": Decimal("1.0000"),
+    }
+
+
+def _hole(code: str, day: date, traded: bool, prev: date, close: str) -> dict:
+    return {
+        "symbol": f"SZ.{code}",
+        "market_code": "SZ",
+        "day": day,
+        "traded": traded,
+        "prev_date": datetime.combine(prev, datetime.min.time()),
+        "prev_close": Decimal(close),
+    }
+
+
+def test_a_hole_behind_a_watermark_is_asked_once_per_day_or_per_ticker_where_cheaper():
+    jan = [date(2024, 1, d) for d in (2, 3, 4, 5, 8, 9, 10)]  # trading days
+    pack = [_etf(f"1599{i:02d}", jan[5]) for i in range(4)]  # at Jan 9, latest Jan 10
+    ahead = _etf("159950", jan[6])  # the old system stored Jan 10: up to date
+    context = pl.DataFrame([*pack, ahead])
+    opts = PriceOptions(exchanges=("XSHE",), end=date(2024, 1, 31))
+    latest = {"XSHE": jan[6]}
+    holes = pl.DataFrame(
+        [
+            _hole("159950", jan[3], True, jan[2], "1.2340"),  # Jan 5, a day others stored
+            _hole("159950", jan[4], False, jan[2], "1.2340"),  # Jan 8, no row of anybody
+        ],
+        schema=HOLES_SCHEMA,
+    )
+    p = build_plan(context, opts, latest, 5, holes)
+    # Jan 8 is no proof of a trading day (nobody stored it) and the run does not ask
+    # it anyway: only Jan 5 counts, and costs one request for the exchange.
+    assert [(r.endpoint, r.day) for r in p.requests] == [("latest", jan[3])]
+    assert p.days == {"XSHE": [jan[3], jan[6]]}
+    assert p.up_to_date == 0
+    row = p.symbols.filter(pl.col("symbol") == "SZ.159950").row(0, named=True)
+    assert (row["by_day"], row["prev_date"].date(), row["prev_close"]) == (
+        True,
+        jan[2],
+        Decimal("1.2340"),
+    )
+
+    # A hole on a day the run asks anyway costs nothing more.
+    behind = [_etf(f"1599{i:02d}", jan[2]) for i in range(4)]  # the pack at Jan 4
+    p = build_plan(pl.DataFrame([*behind, ahead]), opts, latest, 5, holes)
+    assert sorted(r.day for r in p.requests) == [jan[3], jan[4], jan[5]]
+    assert p.days == {"XSHE": jan[3:]}
+    assert p.symbols.filter(pl.col("by_day")).height == 5
+
+    # An ETF that also needs days past its watermark asks its own range from the
+    # hole on: per-day rows around a stored day the answers lack would chain wrong.
+    lagging = _etf("159950", jan[5])
+    p = build_plan(pl.DataFrame([*pack, lagging]), opts, latest, 5, holes)
+    assert [(r.endpoint, r.ticker, r.start) for r in p.requests] == [("daily", "159950", jan[3])]
+    assert p.symbols.filter(pl.col("by_day")).height == 4
+
+    # One ETF missing three days: one request for it beats three for the exchange.
+    three = pl.DataFrame(
+        [_hole("159950", d, True, jan[0], "1.2340") for d in jan[1:4]], schema=HOLES_SCHEMA
+    )
+    p = build_plan(context, opts, latest, 5, three)
+    assert [(r.endpoint, r.ticker, r.start) for r in p.requests] == [("daily", "159950", jan[1])]
+    # Without the latest day (its answer failed) the ETF goes per ticker too.
+    p = build_plan(context, opts, {}, 5, holes)
+    assert ("daily", "159950", jan[3]) in [(r.endpoint, r.ticker, r.start) for r in p.requests]
+
+
+def test_holes_are_looked_for_after_the_last_day_our_runs_asked():
+    jan = [date(2024, 1, d) for d in (2, 3, 4, 5, 8, 9, 10)]  # trading days
+    opts = PriceOptions(end=date(2024, 1, 31))
+    latest = {"XSHG": jan[6], "XSHE": jan[6]}
+    asked = {"XSHG": (jan[4], False), "XSHE": (jan[6], False)}
+    assert hole_candidates(opts, latest, asked) == {"SH": [(jan[5], True), (jan[6], True)]}
+    # Nothing asked yet (a database from before the record): the last five days.
+    assert hole_candidates(opts, latest, {})["SZ"] == [(d, True) for d in jan[2:]]
+    # An ETF asked long ago (its fetch keeps failing) beside one never asked (listed
+    # today): the days after the first, the last five flagged for the second.
+    mixed = hole_candidates(opts, latest, {"XSHG": (date(2023, 12, 28), True)})["SH"]
+    assert mixed == [(date(2023, 12, 29), False), *((d, d >= jan[2]) for d in jan)]
+    assert hole_candidates(PriceOptions(full=True), latest, {}) == {}
+    # Long ago, and the latest day unknown: the days right after it come first.
+    far = hole_candidates(opts, {}, {"XSHG": (date(2023, 1, 3), False)})["SH"]
+    assert (len(far), far[0]) == (HOLE_DAYS_MAX, (date(2023, 1, 4), False))
+
+
+@pytest.mark.parametrize("session_tz", ["UTC", "Asia/Shanghai"])
+def test_a_day_the_old_system_stored_past_our_missed_day_costs_no_extra_request(
+    etl, db, api, universe, session_tz
+):
+    """Measured: an evening that failed, then one on which the old system stored the
+    next day first, left that ETF's missed day behind its watermark for good."""
+    from test_shared_tables import old_system_writes
+
+    assert etl("sync").exit_code == 0
+    missed, d2 = universe.advance(2)  # our evening of `missed` never ran
+    symbol, rows = "SH.510050", universe.daily_rows("XSHG", "510050", d2, d2)
+    name = db.fetch("SELECT stock_name FROM stock_info WHERE symbol = $1", (symbol,))[0][0]
+    old_system_writes(db, session_tz, symbol, name, rows)
+    api.reset_log()
+    out = etl("sync")
+    assert out.exit_code == 0, out.stderr
+    assert api.request_count() == 6 and api.request_count("daily") == 0  # as without it
+    assert stored_count(db) == source_count(universe)
+    (change,) = db.fetch(
+        "SELECT price_change::text FROM stock_daily_data WHERE symbol = $1 "
+        "AND (trade_date + interval '8 hours')::date = $2::date",
+        (symbol, missed.isoformat()),
+    )[0]
+    before, day = universe.daily_rows("XSHG", "510050")[-3:-1]
+    assert day["date"] == missed.isoformat()
+    assert Decimal(change) == Decimal(str(day["close"])) - Decimal(str(before["close"]))
+    assert db.fetch("SELECT DISTINCT complete_through FROM etl_etf_days") == [(d2,)]
+
+    universe.advance(1)
+    api.reset_log()
+    assert etl("sync").exit_code == 0
+    assert api.request_count() == 4
+
+
+def test_an_etf_whose_fetch_keeps_failing_asks_no_suspension_of_others_again(
+    etl, db, api, universe
+):
+    """A suspension our run saw (the source had no row that day) is no hole to ask
+    again, even while another ETF of the exchange keeps failing evening after evening."""
+    assert etl("sync").exit_code == 0
+    # SH.510300 fell two days behind and its own request now keeps failing.
+    db.execute(
+        "DELETE FROM stock_daily_data WHERE symbol = 'SH.510300' AND trade_date >= "
+        "(SELECT max(trade_date) - interval '2 days' FROM stock_daily_data "
+        "WHERE symbol = 'SH.510300')"
+    )
+    api.add_fault("502", endpoint="daily", ticker="510300", times=None)
+
+    # SH.510050 is suspended on the next evening's day and trades again the day after.
+    def suspended_on(day: date) -> None:
+        universe.clear_rows("XSHG", "510050")
+        rows = universe.daily_rows("XSHG", "510050")
+        universe.set_rows("XSHG", "510050", [r for r in rows if r["date"] != day.isoformat()])
+
+    (d1,) = universe.advance(1)
+    suspended_on(d1)
+    first = etl("sync")
+    assert first.exit_code == 3, first.stderr
+    assert first.summary["failed"][0]["symbol"] == "SH.510300"
+    asked = dict(db.fetch("SELECT symbol, complete_through FROM etl_etf_days"))
+    assert asked["SH.510050"] == d1 and asked["SH.510300"] < d1
+
+    (d2,) = universe.advance(1)
+    suspended_on(d1)
+    assert etl("sync").exit_code == 3  # SH.510050 behind the others: its own request
+    days = holding_days(db, "SH.510050")
+    assert d1.isoformat() not in days and days[-1] == d2.isoformat()
+
+    # Its suspension now lies behind its watermark, on a day the failing ETF's
+    # record still reaches back to. Two lists, the two latest answers, and the
+    # failing ETF's own request (with its retries): the suspension is not asked again.
+    universe.advance(1)
+    suspended_on(d1)
+    api.reset_log()
+    third = etl("sync")
+    assert third.exit_code == 3, third.stderr
+    assert [r.params.get("date") for r in api.requests if r.kind == "latest"] == [None, None]
+    assert {r.ticker for r in api.requests if r.kind == "daily"} == {"510300"}
+    assert third.summary["rows_inserted"] == third.summary["symbols_ok"]
+
+
+def holding_days(db: Database, symbol: str) -> list[str]:
+    return [
+        d
+        for (d,) in db.fetch(
+            "SELECT (trade_date + interval '8 hours')::date::text FROM stock_daily_data "
+            "WHERE symbol = $1 ORDER BY trade_date",
+            (symbol,),
+        )
+    ]
 
 
 # -- an empty stock_info, and today --------------------------------------------------
