@@ -188,40 +188,46 @@ def _set_global(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
-def _global_options(fn: Any) -> Any:
-    for decorator in reversed(
-        [
-            click.option(
-                "--json",
-                "as_json",
-                is_flag=True,
-                expose_value=False,
-                is_eager=True,
-                callback=_set_global,
-                help="Print the outcome as one JSON object on stdout.",
-            ),
-            click.option(
-                "-q",
-                "--quiet",
-                is_flag=True,
-                expose_value=False,
-                is_eager=True,
-                callback=_set_global,
-                help="No progress bar and only warnings on stderr.",
-            ),
-            click.option(
-                "-v",
-                "--verbose",
-                count=True,
-                expose_value=False,
-                is_eager=True,
-                callback=_set_global,
-                help="Show the plan, each request (no token) and the target database.",
-            ),
-        ]
-    ):
-        fn = decorator(fn)
-    return fn
+def _options(*decorators: Any) -> Callable[[Any], Any]:
+    """Several options as one decorator, in the order --help lists them."""
+
+    def apply(fn: Any) -> Any:
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return apply
+
+
+_global_options = _options(
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_global,
+        help="Print the outcome as one JSON object on stdout.",
+    ),
+    click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_global,
+        help="No progress bar and only warnings on stderr.",
+    ),
+    click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_global,
+        help="Show the plan, each request (no token) and the target database.",
+    ),
+)
 
 
 @click.group(
@@ -317,17 +323,6 @@ def _read_database(settings: Settings) -> Iterator[Database]:
 # Options: each declared once here, and put together per command below.
 
 
-def _options(*decorators: Any) -> Callable[[Any], Any]:
-    """Several options as one decorator, in the order --help lists them."""
-
-    def apply(fn: Any) -> Any:
-        for decorator in reversed(decorators):
-            fn = decorator(fn)
-        return fn
-
-    return apply
-
-
 def _exchanges_arg(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
     """The exchanges chosen, upper-case and once each; both when none is given."""
     return tuple(dict.fromkeys(e.upper() for e in value)) or tuple(MARKETS)
@@ -379,6 +374,7 @@ _read_options = _options(_DATA_DIR, _global_options)
 _common = _options(_global_options, _BASE_URL, _DATA_DIR)
 
 _sync_options = _options(
+    _common,
     _EXCHANGE,
     _wait(),
     _WAIT_TIMEOUT,
@@ -393,7 +389,6 @@ _sync_options = _options(
         type=click.FloatRange(0, 1),
         help="Share of failed symbols above which the run fails [0.10].",
     ),
-    _common,
 )
 
 _price_options = _options(
