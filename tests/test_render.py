@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 
 from etl import render
+from etl.actions import ActionRecorded
 from etl.check import CheckReport, CorporateAction, Hole, SuspectRow
 from etl.export import ExportResult
-from etl.pipeline import ActionRecorded
 from etl.retention import PruneResult
 
 
