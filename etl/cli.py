@@ -13,13 +13,14 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
+from etl import actions, jsonout, picture, pipeline, queries, read, render, retention
 from etl import export as exporter
-from etl import jsonout, picture, pipeline, queries, read, render, retention
 from etl.calendar import shanghai_today
 from etl.context import Progress
 from etl.db import Database, open_database
@@ -34,7 +35,6 @@ from etl.run import (
     EXIT_OK,
     RunFailed,
     SignalAbort,
-    exit_code,
 )
 from etl.secrets import mask_url
 from etl.settings import Settings
@@ -188,40 +188,46 @@ def _set_global(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
-def _global_options(fn: Any) -> Any:
-    for decorator in reversed(
-        [
-            click.option(
-                "--json",
-                "as_json",
-                is_flag=True,
-                expose_value=False,
-                is_eager=True,
-                callback=_set_global,
-                help="Print the outcome as one JSON object on stdout.",
-            ),
-            click.option(
-                "-q",
-                "--quiet",
-                is_flag=True,
-                expose_value=False,
-                is_eager=True,
-                callback=_set_global,
-                help="No progress bar and only warnings on stderr.",
-            ),
-            click.option(
-                "-v",
-                "--verbose",
-                count=True,
-                expose_value=False,
-                is_eager=True,
-                callback=_set_global,
-                help="Show the plan, each request (no token) and the target database.",
-            ),
-        ]
-    ):
-        fn = decorator(fn)
-    return fn
+def _options(*decorators: Any) -> Callable[[Any], Any]:
+    """Several options as one decorator, in the order --help lists them."""
+
+    def apply(fn: Any) -> Any:
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return apply
+
+
+_global_options = _options(
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_global,
+        help="Print the outcome as one JSON object on stdout.",
+    ),
+    click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_global,
+        help="No progress bar and only warnings on stderr.",
+    ),
+    click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_global,
+        help="Show the plan, each request (no token) and the target database.",
+    ),
+)
 
 
 @click.group(
@@ -245,12 +251,54 @@ def _settings(**flags: Any) -> Settings:
         raise Fatal(str(exc)) from None
 
 
-def _data_dir_option(fn: Any) -> Any:
-    return click.option(
-        "--data-dir",
-        type=click.Path(path_type=Path),
-        help="Snapshots and the embedded database [env ETL_DATA_DIR; ./data].",
-    )(fn)
+@contextmanager
+def _errors(ctx: Ctx) -> Iterator[None]:
+    """The library's named errors as the CLI's exit codes, in one place: 4 for the
+    sync lock; 1 for the rest, after the summary of a run that failed (it carries
+    the error)."""
+    try:
+        yield
+    except LockHeldError as exc:
+        raise Locked(str(exc)) from None
+    except RunFailed as exc:
+        _print_summary(ctx, exc.summary)
+        click.echo(f"Error: {exc.error}", err=True)
+        sys.exit(EXIT_FAILED)
+    except EtlError as exc:
+        raise Fatal(str(exc)) from None
+
+
+@contextmanager
+def _progress(ctx: Ctx) -> Iterator[Progress]:
+    """A run's progress bar, gone before anything else is printed."""
+    bar = ProgressBar(enabled=not ctx.quiet and not ctx.as_json)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+def _finish(ctx: Ctx, settings: Settings, result: pipeline.RunResult) -> NoReturn:
+    """Prune old snapshots (ETL_KEEP_*), print a run's summary and exit with its code."""
+    _apply_retention(settings)
+    _print_summary(ctx, result.summary)
+    if result.status == "failed" and result.summary.get("reasons"):
+        click.echo(f"Error: {'; '.join(result.summary['reasons'])}", err=True)
+    sys.exit(result.exit_code)
+
+
+def _apply_retention(settings: Settings) -> None:
+    """ETL_KEEP_DAYS / ETL_KEEP_SNAPSHOTS after a run; never fails the run."""
+    if settings.keep_days is None and settings.keep_snapshots is None:
+        return
+    try:
+        retention.prune(settings.raw_dir, settings.keep_days, settings.keep_snapshots)
+    except (EtlError, OSError) as exc:
+        log.warning("snapshot retention: %s", exc)
+
+
+def _print_summary(ctx: Ctx, summary: dict[str, Any]) -> None:
+    click.echo(jsonout.dumps(summary) if ctx.as_json else render.summary_text(summary))
 
 
 @contextmanager
@@ -272,12 +320,42 @@ def _read_database(settings: Settings) -> Iterator[Database]:
         yield db
 
 
-def _common(fn: Any) -> Any:
-    fn = _data_dir_option(fn)
-    fn = click.option("--base-url", help="API base URL [env TSANGHI_BASE_URL].")(fn)
-    return _global_options(fn)
+# Options: each declared once here, and put together per command below.
 
 
+def _exchanges_arg(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    """The exchanges chosen, upper-case and once each; both when none is given."""
+    return tuple(dict.fromkeys(e.upper() for e in value)) or tuple(MARKETS)
+
+
+def _symbols_arg(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    try:
+        return tuple(check_symbol(s) for s in value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--symbol") from None
+
+
+_DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Snapshots and the embedded database [env ETL_DATA_DIR; ./data].",
+)
+_BASE_URL = click.option("--base-url", help="API base URL [env TSANGHI_BASE_URL].")
+_EXCHANGE = click.option(
+    "--exchange",
+    "exchanges",
+    multiple=True,
+    type=click.Choice(list(MARKETS), case_sensitive=False),
+    callback=_exchanges_arg,
+    help="Only this exchange (repeatable); both by default.",
+)
+_SYMBOL = click.option(
+    "--symbol",
+    "symbols",
+    multiple=True,
+    callback=_symbols_arg,
+    help="Only this ETF, active or delisted, e.g. SH.510050 (repeatable).",
+)
 _WAIT_TIMEOUT = click.option(
     "--wait-timeout",
     type=click.FloatRange(0),
@@ -286,170 +364,95 @@ _WAIT_TIMEOUT = click.option(
 )
 
 
-def _sync_options(fn: Any) -> Any:
-    for decorator in reversed(
-        [
-            click.option(
-                "--exchange",
-                "exchanges",
-                multiple=True,
-                type=click.Choice(list(MARKETS), case_sensitive=False),
-                help="Only this exchange (repeatable); both by default.",
-            ),
-            click.option(
-                "--wait",
-                is_flag=True,
-                help="Wait for a running sync to finish instead of exiting with 4.",
-            ),
-            _WAIT_TIMEOUT,
-            click.option(
-                "--workers", type=click.IntRange(1, 64), help="Concurrent API requests [8]."
-            ),
-            click.option(
-                "--rate-limit",
-                type=float,
-                help="Requests per second over all workers [100; 0 = no limit].",
-            ),
-            click.option(
-                "--max-failed-share",
-                type=click.FloatRange(0, 1),
-                help="Share of failed symbols above which the run fails [0.10].",
-            ),
-        ]
-    ):
-        fn = decorator(fn)
-    return _common(fn)
+def _wait(help: str = "Wait for a running sync to finish instead of exiting with 4.") -> Any:
+    return click.option("--wait", is_flag=True, help=help)
 
 
-def _price_options(fn: Any) -> Any:
-    for decorator in reversed(
-        [
-            click.option(
-                "--symbol",
-                "symbols",
-                multiple=True,
-                help="Only this ETF, active or delisted, e.g. SH.510050 (repeatable).",
-            ),
-            click.option(
-                "--start-date",
-                type=click.DateTime(["%Y-%m-%d"]),
-                help=(
-                    "Where an ETF with no stored prices begins [the API's earliest]. ETFs "
-                    "with prices always continue from their latest stored day, so a later "
-                    "date never skips days and costs no extra request. With --full: the "
-                    "first day fetched again. E.g. --start-date 2020-01-01"
-                ),
-            ),
-            click.option(
-                "--end-date",
-                type=click.DateTime(["%Y-%m-%d"]),
-                help=(
-                    "Last trade date to fetch [today in Asia/Shanghai]. Later days are "
-                    "fetched by the next run without it. E.g. --end-date 2024-06-28"
-                ),
-            ),
-            click.option(
-                "--full",
-                is_flag=True,
-                help=(
-                    "Fetch every chosen ETF again from --start-date (or its first day) to "
-                    "--end-date and insert the days missing, gaps included; stored days "
-                    "are kept and never duplicated. E.g. --full --start-date 2024-01-01"
-                ),
-            ),
-            click.option(
-                "--overwrite",
-                is_flag=True,
-                help=(
-                    "Also correct stored rows whose open, high, low, close or volume differ "
-                    "from the source, and their derived columns. Only the days fetched are "
-                    "compared, so use it with --full: alone it changes nothing already "
-                    "stored. E.g. --full --overwrite --symbol SH.510050"
-                ),
-            ),
-            click.option(
-                "--batch-rows",
-                type=click.IntRange(1),
-                help="Daily rows per load transaction [250000].",
-            ),
-        ]
-    ):
-        fn = decorator(fn)
-    return fn
+# A command that reads (or only writes files) needs the data directory; one that
+# runs against the API also its base URL.
+_read_options = _options(_DATA_DIR, _global_options)
+_common = _options(_global_options, _BASE_URL, _DATA_DIR)
+
+_sync_options = _options(
+    _common,
+    _EXCHANGE,
+    _wait(),
+    _WAIT_TIMEOUT,
+    click.option("--workers", type=click.IntRange(1, 64), help="Concurrent API requests [8]."),
+    click.option(
+        "--rate-limit",
+        type=float,
+        help="Requests per second over all workers [100; 0 = no limit].",
+    ),
+    click.option(
+        "--max-failed-share",
+        type=click.FloatRange(0, 1),
+        help="Share of failed symbols above which the run fails [0.10].",
+    ),
+)
+
+_price_options = _options(
+    _SYMBOL,
+    click.option(
+        "--start-date",
+        type=click.DateTime(["%Y-%m-%d"]),
+        help=(
+            "Where an ETF with no stored prices begins [the API's earliest]. ETFs "
+            "with prices always continue from their latest stored day, so a later "
+            "date never skips days and costs no extra request. With --full: the "
+            "first day fetched again. E.g. --start-date 2020-01-01"
+        ),
+    ),
+    click.option(
+        "--end-date",
+        type=click.DateTime(["%Y-%m-%d"]),
+        help=(
+            "Last trade date to fetch [today in Asia/Shanghai]. Later days are "
+            "fetched by the next run without it. E.g. --end-date 2024-06-28"
+        ),
+    ),
+    click.option(
+        "--full",
+        is_flag=True,
+        help=(
+            "Fetch every chosen ETF again from --start-date (or its first day) to "
+            "--end-date and insert the days missing, gaps included; stored days "
+            "are kept and never duplicated. E.g. --full --start-date 2024-01-01"
+        ),
+    ),
+    click.option(
+        "--overwrite",
+        is_flag=True,
+        help=(
+            "Also correct stored rows whose open, high, low, close or volume differ "
+            "from the source, and their derived columns. Only the days fetched are "
+            "compared, so use it with --full: alone it changes nothing already "
+            "stored. E.g. --full --overwrite --symbol SH.510050"
+        ),
+    ),
+    click.option(
+        "--batch-rows",
+        type=click.IntRange(1),
+        help="Daily rows per load transaction [250000].",
+    ),
+)
+
+_PRICE_PARAMS = ("exchanges", "symbols", "start_date", "end_date", "full", "overwrite")
 
 
-def _price_opts(
-    exchanges: tuple[str, ...],
-    symbols: tuple[str, ...],
-    start_date: datetime | None,
-    end_date: datetime | None,
-    full: bool,
-    overwrite: bool,
-) -> PriceOptions:
-    try:
-        chosen = tuple(check_symbol(s) for s in symbols)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--symbol") from None
-    today = shanghai_today()
-    end = end_date.date() if end_date else today
+def _price_run(params: dict[str, Any]) -> tuple[PriceOptions, Settings]:
+    """Split a price command's parameters into its options and its settings flags."""
+    exchanges, symbols, start_date, end_date, full, overwrite = (
+        params.pop(name) for name in _PRICE_PARAMS
+    )
+    end = end_date.date() if end_date else shanghai_today()
     start = start_date.date() if start_date else None
     if start and start > end:
         raise click.BadParameter(f"--start-date {start} is after --end-date {end}")
-    return PriceOptions(
-        exchanges=_exchanges(exchanges),
-        symbols=chosen,
-        start=start,
-        end=end,
-        full=full,
-        overwrite=overwrite,
+    options = PriceOptions(
+        exchanges=exchanges, symbols=symbols, start=start, end=end, full=full, overwrite=overwrite
     )
-
-
-def _exchanges(exchanges: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(e.upper() for e in exchanges)) or tuple(MARKETS)
-
-
-def _call(ctx: Ctx, call: Callable[[Progress], pipeline.RunResult]) -> dict[str, Any]:
-    """Run one library call (etl.pipeline) with a progress bar and return its
-    summary, or print what failed and exit with the CLI's code."""
-    bar = ProgressBar(enabled=not ctx.quiet and not ctx.as_json)
-    try:
-        return call(bar.update).summary
-    except LockHeldError as exc:
-        raise Locked(str(exc)) from None
-    except RunFailed as exc:
-        bar.close()
-        _print_summary(ctx, exc.summary)  # the summary carries the error
-        click.echo(f"Error: {exc.error}", err=True)
-        sys.exit(EXIT_FAILED)
-    except EtlError as exc:
-        raise Fatal(str(exc)) from None
-    finally:
-        bar.close()
-
-
-def _run(ctx: Ctx, settings: Settings, call: Callable[[Progress], pipeline.RunResult]) -> None:
-    """Run one library call, print its summary and exit with its code."""
-    summary = _call(ctx, call)
-    _apply_retention(settings)
-    _print_summary(ctx, summary)
-    if summary["status"] == "failed" and summary.get("reasons"):
-        click.echo(f"Error: {'; '.join(summary['reasons'])}", err=True)
-    sys.exit(exit_code(summary))
-
-
-def _apply_retention(settings: Settings) -> None:
-    """ETL_KEEP_DAYS / ETL_KEEP_SNAPSHOTS after a run; never fails the run."""
-    if settings.keep_days is None and settings.keep_snapshots is None:
-        return
-    try:
-        retention.prune(settings.raw_dir, settings.keep_days, settings.keep_snapshots)
-    except (EtlError, OSError) as exc:
-        log.warning("snapshot retention: %s", exc)
-
-
-def _print_summary(ctx: Ctx, summary: dict[str, Any]) -> None:
-    click.echo(jsonout.dumps(summary) if ctx.as_json else render.summary_text(summary))
+    return options, _settings(**params)
 
 
 @cli.command()
@@ -462,12 +465,9 @@ def migrate(ctx: Ctx, data_dir: Path | None, base_url: str | None) -> None:
     """
     settings = _settings(data_dir=data_dir, base_url=base_url)
     echo = log.info if ctx.as_json else click.echo
-    try:
-        with open_database(settings.database_url, settings.data_dir) as db:
-            echo(f"Database: {db.display_url}")
-            applied = apply_migrations(db, echo=echo)
-    except EtlError as exc:
-        raise Fatal(str(exc)) from None
+    with _errors(ctx), open_database(settings.database_url, settings.data_dir) as db:
+        echo(f"Database: {db.display_url}")
+        applied = apply_migrations(db, echo=echo)
     if ctx.as_json:
         click.echo(jsonout.dumps({"status": "ok", "database": db.display_url, "applied": applied}))
 
@@ -480,8 +480,10 @@ def sync_list(ctx: Ctx, exchanges: tuple[str, ...], wait: bool, **flags: Any) ->
 
     Example: TSANGHI_TOKEN=... etl sync-list --exchange XSHG
     """
-    chosen, settings = _exchanges(exchanges), _settings(**flags)
-    _run(ctx, settings, lambda _: pipeline.sync_lists(settings, chosen, wait=wait))
+    settings = _settings(**flags)
+    with _errors(ctx):
+        result = pipeline.sync_lists(settings, exchanges, wait=wait)
+    _finish(ctx, settings, result)
 
 
 @cli.command("sync-prices")
@@ -493,8 +495,10 @@ def sync_prices(ctx: Ctx, wait: bool, **params: Any) -> None:
 
     Example: etl sync-prices --symbol SH.510050 --start-date 2024-01-01
     """
-    opts, settings = _price_run(params)
-    _run(ctx, settings, lambda bar: pipeline.sync_prices(settings, opts, wait=wait, progress=bar))
+    options, settings = _price_run(params)
+    with _errors(ctx), _progress(ctx) as progress:
+        result = pipeline.sync_prices(settings, options, wait=wait, progress=progress)
+    _finish(ctx, settings, result)
 
 
 @cli.command("sync")
@@ -506,25 +510,17 @@ def sync_all(ctx: Ctx, wait: bool, **params: Any) -> None:
 
     Example: TSANGHI_TOKEN=... etl sync --json
     """
-    opts, settings = _price_run(params)
-    _run(ctx, settings, lambda bar: pipeline.sync(settings, opts, wait=wait, progress=bar))
-
-
-def _price_run(params: dict[str, Any]) -> tuple[PriceOptions, Settings]:
-    """Split a price command's parameters into its options and its settings flags."""
-    names = ("exchanges", "symbols", "start_date", "end_date", "full", "overwrite")
-    opts = _price_opts(*(params.pop(name) for name in names))
-    return opts, _settings(**params)
+    options, settings = _price_run(params)
+    with _errors(ctx), _progress(ctx) as progress:
+        result = pipeline.sync(settings, options, wait=wait, progress=progress)
+    _finish(ctx, settings, result)
 
 
 @cli.command()
 @click.argument("snapshot", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--wait", is_flag=True, help="Wait for a running sync to finish instead of exiting with 4."
-)
+@_wait()
 @_WAIT_TIMEOUT
-@_data_dir_option
-@_global_options
+@_read_options
 @click.pass_obj
 def replay(
     ctx: Ctx, snapshot: Path, wait: bool, wait_timeout: float | None, data_dir: Path | None
@@ -536,12 +532,13 @@ def replay(
     Example: etl replay data/raw/20261126T103000Z-1a2b3c --json
     """
     settings = _settings(data_dir=data_dir, wait_timeout=wait_timeout)
-    _run(ctx, settings, lambda _: pipeline.replay(settings, snapshot, wait=wait))
+    with _errors(ctx):
+        result = pipeline.replay(settings, snapshot, wait=wait)
+    _finish(ctx, settings, result)
 
 
 @cli.command()
-@_data_dir_option
-@_global_options
+@_read_options
 @click.pass_obj
 def status(ctx: Ctx, data_dir: Path | None) -> None:
     """ETF counts by market, freshness, and the last runs.
@@ -549,17 +546,14 @@ def status(ctx: Ctx, data_dir: Path | None) -> None:
     Example: etl status --json
     """
     settings = _settings(data_dir=data_dir)
-    try:
-        # A read command: it never creates a database nor changes its schema.
-        with _read_database(settings) as db:
-            require_schema(db)
-            counts, runs = queries.etf_counts(db), queries.recent_runs(db)
-    except EtlError as exc:
-        raise Fatal(str(exc)) from None
+    # A read command: it never creates a database nor changes its schema.
+    with _errors(ctx), _read_database(settings) as db:
+        require_schema(db)
+        counts, runs = queries.etf_counts(db), queries.recent_runs(db)
     if ctx.as_json:
         click.echo(jsonout.dumps({"status": "ok", "markets": counts, "runs": runs}))
-        return
-    click.echo(render.status_text(counts, runs))
+    else:
+        click.echo(render.status_text(counts, runs))
 
 
 # etl check: exit 3 when it finds something (the code of a partial sync: look).
@@ -567,19 +561,8 @@ EXIT_FINDINGS = 3
 
 
 @cli.command("check")
-@click.option(
-    "--exchange",
-    "exchanges",
-    multiple=True,
-    type=click.Choice(list(MARKETS), case_sensitive=False),
-    help="Only this exchange (repeatable); both by default.",
-)
-@click.option(
-    "--symbol",
-    "symbols",
-    multiple=True,
-    help="Only this ETF, e.g. SH.510050 (repeatable).",
-)
+@_EXCHANGE
+@_SYMBOL
 @click.option(
     "--picture",
     "picture_path",
@@ -591,11 +574,8 @@ EXIT_FINDINGS = 3
     is_flag=True,
     help="Fetch the holes and suspect rows again (one range per ETF), then check again.",
 )
-@click.option(
-    "--wait", is_flag=True, help="With --repair: wait for a running sync instead of exiting with 4."
-)
-@_data_dir_option
-@_global_options
+@_wait("With --repair: wait for a running sync instead of exiting with 4.")
+@_read_options
 @click.pass_obj
 def check_cmd(
     ctx: Ctx,
@@ -631,43 +611,50 @@ def check_cmd(
     Example: etl check --exchange XSHG --picture coverage.html
     Example: etl check --repair
     """
-    try:
-        chosen = tuple(check_symbol(s) for s in symbols)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--symbol") from None
     settings = _settings(data_dir=data_dir)
-    repaired: dict[str, Any] | None = None
-    if repair:
-        repaired = _call(
-            ctx,
-            lambda bar: pipeline.repair(
-                settings, _exchanges(exchanges), chosen, wait=wait, progress=bar
-            ),
-        )
-        _apply_retention(settings)
-        if not ctx.as_json:
-            _print_summary(ctx, repaired)
-    try:
-        report = pipeline.check(settings, _exchanges(exchanges), chosen or None)
-    except EtlError as exc:
-        raise Fatal(str(exc)) from None
+    repaired = _repair(ctx, settings, exchanges, symbols, wait) if repair else None
+    with _errors(ctx):
+        report = pipeline.check(settings, exchanges, symbols or None)
     if picture_path is not None:
-        try:
-            picture.write_coverage(report, picture_path)
-        except OSError as exc:
-            raise Fatal(f"cannot write {picture_path}: {exc.strerror or exc}") from None
+        _write_picture(report, picture_path)
     if ctx.as_json:
-        out = report.as_dict()
-        if picture_path is not None:
-            out["picture"] = str(picture_path)
-        if repaired is not None:
-            out["repair"] = repaired
-        click.echo(jsonout.dumps(out))
+        click.echo(jsonout.dumps(_check_object(report, picture_path, repaired)))
     else:
         click.echo(render.check_text(report, picture_path))
-    if repaired is not None and repaired["status"] in ("failed", "interrupted"):
-        sys.exit(exit_code(repaired))
+    if repaired is not None and repaired.status in ("failed", "interrupted"):
+        sys.exit(repaired.exit_code)
     sys.exit(EXIT_OK if report.clean else EXIT_FINDINGS)
+
+
+def _repair(
+    ctx: Ctx, settings: Settings, exchanges: tuple[str, ...], symbols: tuple[str, ...], wait: bool
+) -> pipeline.RunResult:
+    """check --repair: the repair run, its summary printed before the check's text."""
+    with _errors(ctx), _progress(ctx) as progress:
+        result = pipeline.repair(settings, exchanges, symbols, wait=wait, progress=progress)
+    _apply_retention(settings)
+    if not ctx.as_json:
+        _print_summary(ctx, result.summary)
+    return result
+
+
+def _write_picture(report: pipeline.CheckReport, path: Path) -> None:
+    try:
+        picture.write_coverage(report, path)
+    except OSError as exc:
+        raise Fatal(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _check_object(
+    report: pipeline.CheckReport, picture_path: Path | None, repaired: pipeline.RunResult | None
+) -> dict[str, Any]:
+    """etl check --json: the report, the picture's path and the repair's summary."""
+    out = report.as_dict()
+    if picture_path is not None:
+        out["picture"] = str(picture_path)
+    if repaired is not None:
+        out["repair"] = repaired.summary
+    return out
 
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -687,8 +674,7 @@ FORMATS = ("table", "csv", "json", "parquet")
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to this file instead of stdout.",
 )
-@_data_dir_option
-@_global_options
+@_read_options
 @click.pass_obj
 def query_cmd(
     ctx: Ctx, sql: str, fmt: str | None, output: Path | None, data_dir: Path | None
@@ -707,11 +693,8 @@ def query_cmd(
     if fmt == "parquet" and output is None:
         raise click.BadParameter("parquet output needs -o FILE", param_hint="--format")
     settings = _settings(data_dir=data_dir)
-    try:
-        with _read_database(settings) as db:
-            frame = read.query(db, sql)
-    except EtlError as exc:
-        raise Fatal(str(exc)) from None
+    with _errors(ctx), _read_database(settings) as db:
+        frame = read.query(db, sql)
     _write_frame(frame, fmt, output)
     if output is not None and ctx.as_json and fmt != "json":
         click.echo(jsonout.dumps({"status": "ok", "rows": frame.height, "output": output}))
@@ -732,8 +715,7 @@ def _write_frame(frame: Any, fmt: str, output: Path | None) -> None:
 @cli.command("export")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--full", is_flag=True, help="Write every partition again.")
-@_data_dir_option
-@_global_options
+@_read_options
 @click.pass_obj
 def export_cmd(ctx: Ctx, directory: Path, full: bool, data_dir: Path | None) -> None:
     """Write the ETF daily rows as Parquet, partitioned by exchange and year.
@@ -746,15 +728,12 @@ def export_cmd(ctx: Ctx, directory: Path, full: bool, data_dir: Path | None) -> 
     Example: etl export data/export
     """
     settings = _settings(data_dir=data_dir)
-    try:
-        with _read_database(settings) as db:
-            result = exporter.export(db, directory, full=full)
-    except EtlError as exc:
-        raise Fatal(str(exc)) from None
+    with _errors(ctx), _read_database(settings) as db:
+        result = exporter.export(db, directory, full=full)
     if ctx.as_json:
         click.echo(jsonout.dumps(result.as_dict()))
-        return
-    click.echo(render.export_text(directory, result))
+    else:
+        click.echo(render.export_text(directory, result))
 
 
 def _symbol_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -764,9 +743,9 @@ def _symbol_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
-def _ratio_arg(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+def _ratio_arg(ctx: click.Context, param: click.Parameter, value: str) -> Decimal:
     try:
-        return pipeline.check_ratio(value)
+        return actions.check_ratio(value)
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -776,18 +755,15 @@ def _ratio_arg(ctx: click.Context, param: click.Parameter, value: str) -> Any:
 @click.argument("ex_date", metavar="EX_DATE", type=click.DateTime(["%Y-%m-%d"]))
 @click.argument("ratio", callback=_ratio_arg)
 @click.option("--note", help="Where the ratio comes from, e.g. the announcement's title and date.")
-@click.option(
-    "--wait", is_flag=True, help="Wait for a running sync to finish instead of exiting with 4."
-)
+@_wait()
 @_WAIT_TIMEOUT
-@_data_dir_option
-@_global_options
+@_read_options
 @click.pass_obj
 def record_action(
     ctx: Ctx,
     symbol: str,
     ex_date: datetime,
-    ratio: Any,
+    ratio: Decimal,
     note: str | None,
     wait: bool,
     wait_timeout: float | None,
@@ -808,24 +784,19 @@ def record_action(
     Example: etl record-action SH.510300 2024-03-11 3.8165 --note "conversion announced 2024-03-05"
     """
     settings = _settings(data_dir=data_dir, wait_timeout=wait_timeout)
-    try:
-        result = pipeline.record_action(settings, symbol, ex_date.date(), ratio, note, wait=wait)
-    except LockHeldError as exc:
-        raise Locked(str(exc)) from None
-    except EtlError as exc:
-        raise Fatal(str(exc)) from None
+    with _errors(ctx):
+        result = actions.record_action(settings, symbol, ex_date.date(), ratio, note, wait=wait)
     if ctx.as_json:
         click.echo(jsonout.dumps({"status": "ok", **result.as_dict()}))
-        return
-    click.echo(render.action_text(result))
+    else:
+        click.echo(render.action_text(result))
 
 
 @cli.command()
 @click.option("--keep-days", type=click.IntRange(0), help="Keep snapshots younger than N days.")
 @click.option("--keep", type=click.IntRange(0), help="Keep the N newest snapshots.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
-@_data_dir_option
-@_global_options
+@_read_options
 @click.pass_obj
 def prune(
     ctx: Ctx, keep_days: int | None, keep: int | None, dry_run: bool, data_dir: Path | None
@@ -844,14 +815,12 @@ def prune(
     settings = _settings(data_dir=data_dir)
     if keep_days is None and keep is None:
         keep_days, keep = settings.keep_days, settings.keep_snapshots
-    try:
+    with _errors(ctx):
         result = retention.prune(settings.raw_dir, keep_days, keep, dry_run=dry_run)
-    except EtlError as exc:
-        raise Fatal(str(exc)) from None
     if ctx.as_json:
         click.echo(jsonout.dumps({**result.as_dict(), "dry_run": dry_run}))
-        return
-    click.echo(render.prune_text(result, dry_run))
+    else:
+        click.echo(render.prune_text(result, dry_run))
 
 
 def main() -> None:

@@ -14,9 +14,9 @@ import polars as pl
 from etl import jsonout
 
 if TYPE_CHECKING:
+    from etl.actions import ActionRecorded
     from etl.check import CheckReport
     from etl.export import ExportResult
-    from etl.pipeline import ActionRecorded
     from etl.retention import PruneResult
 
 # Entries of each list the check's text shows; --json has them all.

@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 
 from etl import render
+from etl.actions import ActionRecorded
 from etl.check import CheckReport, CorporateAction, Hole, SuspectRow
 from etl.export import ExportResult
-from etl.pipeline import ActionRecorded
 from etl.retention import PruneResult
 
 
@@ -211,10 +211,10 @@ def test_export_prune_and_record_action_lines():
     )
     assert render.prune_text(pruned, dry_run=True) == (
         "would remove raw/r1\nwould remove raw/r2\n"
-        "would remove 2 snapshots (2.5 MB), kept 3 (1 not known to be loaded)"
+        "would remove 2 snapshots (0 of failed runs, 2.5 MB), kept 3 (1 not known to be loaded)"
     )
     assert render.prune_text(PruneResult(), dry_run=False) == (
-        "removed 0 snapshots (0.0 MB), kept 0 (0 not known to be loaded)"
+        "removed 0 snapshots (0 of failed runs, 0.0 MB), kept 0 (0 not known to be loaded)"
     )
     action = ActionRecorded(
         symbol="SH.510300",
