@@ -99,8 +99,8 @@ class Report:
 def _fmt(value: float, unit: str) -> str:
     if unit in ("rows/s", "requests", "rows"):
         return f"{value:,.0f} {unit}"
-    if unit == "x":
-        return f"{value:.2f}x"
+    if unit == "x":  # three places: a ratio just under its target must not print as on it
+        return f"{value:.3f}x"
     if unit == "MB":
         return f"{value:,.0f} MB"
     if unit in ("s", "ms", "ETFs/s"):
