@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import polars as pl
+
 from etl.errors import EtlError, StageError
 from etl.load import LoadResult
 from etl.normalize import Normalizer, NormalizeResult
@@ -74,7 +76,7 @@ class Stages:
         self._job, self._normalizer, self._overwrite = job, normalizer, overwrite
         self._tally = tally
         self._raw: queue.Queue[Path | None] = queue.Queue(maxsize=1)
-        self._typed: queue.Queue[Path | None] = queue.Queue(maxsize=1)
+        self._typed: queue.Queue[NormalizeResult | None] = queue.Queue(maxsize=1)
         self.error: StageError | None = None
         self._threads = [
             threading.Thread(target=self._normalize, name="normalize", daemon=True),
@@ -100,43 +102,50 @@ class Stages:
     def _normalize(self) -> None:
         try:
             while (raw := self._raw.get()) is not None:
-                if self.error is not None:
-                    continue
-                try:
-                    result = self._normalizer.run(raw)
-                except Exception as exc:
-                    self._fail("normalize", exc)
-                    continue
-                self._tally.normalized(result)
-                log.debug(
-                    "normalize %s: %d rows, %d rejected in %.2fs",
-                    raw.name,
-                    result.rows,
-                    result.rejected,
-                    result.seconds,
-                )
-                if result.typed is not None:
-                    self._typed.put(result.typed)
+                if self.error is None:
+                    self._normalize_one(raw)
         finally:
             self._typed.put(None)
 
+    def _normalize_one(self, raw: Path) -> None:
+        # A method of its own, so that no local outlives the part: the typed
+        # rows ride on the result to load and are freed once loaded.
+        try:
+            result = self._normalizer.run(raw)
+        except Exception as exc:
+            self._fail("normalize", exc)
+            return
+        self._tally.normalized(result)
+        log.debug(
+            "normalize %s: %d rows, %d rejected in %.2fs",
+            raw.name,
+            result.rows,
+            result.rejected,
+            result.seconds,
+        )
+        if result.typed is not None:
+            self._typed.put(result)
+
     def _load(self) -> None:
-        while (typed := self._typed.get()) is not None:
-            if self.error is not None:
-                continue
-            try:
-                result = self._job.loader.load_part(typed, overwrite=self._overwrite)
-            except Exception as exc:
-                self._fail("load", exc)
-                continue
-            self._tally.loaded(result)
-            log.debug(
-                "load %s: %d rows, %d inserted in %.2fs",
-                typed.name,
-                result.rows,
-                result.inserted,
-                result.seconds,
-            )
+        while (part := self._typed.get()) is not None:
+            if self.error is None:
+                self._load_one(part.typed, part.frame)
+            del part
+
+    def _load_one(self, typed: Path, rows: pl.DataFrame | None) -> None:
+        try:
+            result = self._job.loader.load_part(typed, overwrite=self._overwrite, rows=rows)
+        except Exception as exc:
+            self._fail("load", exc)
+            return
+        self._tally.loaded(result)
+        log.debug(
+            "load %s: %d rows, %d inserted in %.2fs",
+            typed.name,
+            result.rows,
+            result.inserted,
+            result.seconds,
+        )
 
     def run(self, parts: Iterable[Path]) -> None:
         """Put every part through, then wait; raise the first stage's error."""
