@@ -115,13 +115,17 @@ class Loader:
             f"{what} failed and was rolled back: {self._db.scrub(str(exc)).strip()}"
         )
 
-    def load_part(self, typed: Path, overwrite: bool = False) -> LoadResult:
-        """One typed part (normalize's output) into stock_daily_data."""
+    def load_part(
+        self, typed: Path, overwrite: bool = False, rows: pl.DataFrame | None = None
+    ) -> LoadResult:
+        """One typed part (normalize's output) into stock_daily_data; ``rows``: its
+        rows, when the caller holds them already (not read from disk again)."""
         started = time.monotonic()
-        try:
-            rows = pl.read_parquet(typed)
-        except Exception as exc:
-            raise DatabaseError(f"cannot read {typed}: {exc}") from None
+        if rows is None:
+            try:
+                rows = pl.read_parquet(typed)
+            except Exception as exc:
+                raise DatabaseError(f"cannot read {typed}: {exc}") from None
         counts = self.load_daily(rows, overwrite=overwrite)
         return LoadResult(
             typed, rows.height, counts.inserted, counts.updated, time.monotonic() - started
@@ -130,15 +134,16 @@ class Loader:
     def existing_keys(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Trading days already stored for each symbol of ``rows``, within that
         symbol's own first and last day (never the batch's whole span), read on
-        the load transaction. The windows travel as a staged table, not SQL text."""
+        the load transaction. The windows travel as array parameters, not SQL text."""
         windows = rows.group_by("symbol").agg(
             pl.col("trade_date").min().cast(pl.Date).alias("first_day"),
             pl.col("trade_date").max().cast(pl.Date).alias("last_day"),
         )
+        # One row of three lists: the three array parameters of the query.
+        arrays = windows.select(pl.all().implode()).to_arrow()
         cur = self._conn.cursor()
         try:
-            cur.adbc_ingest("etl_stage_windows", windows.to_arrow(), mode="replace", temporary=True)
-            cur.execute(query("existing_keys"))
+            cur.execute(query("existing_keys"), parameters=arrays)
             keys = pl.from_arrow(cur.fetch_arrow_table())
         finally:
             cur.close()

@@ -61,6 +61,9 @@ class NormalizeResult:
     failed: dict[str, str] = field(default_factory=dict)  # symbol -> why its request failed
     seconds: float = 0.0
     pct_out_of_range: int = 0  # rows stored with price_change_pct NULL (beyond NUMERIC(8,4))
+    # The typed rows as written, handed to load as they are: reading back and
+    # decoding the part just written would cost the load thread time for nothing.
+    frame: pl.DataFrame | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -109,4 +112,5 @@ class Normalizer:
             failed=failed,
             seconds=time.monotonic() - started,
             pct_out_of_range=sum(r.pct_out_of_range for r in results),
+            frame=rows if typed is not None else None,
         )

@@ -8,8 +8,10 @@ import logging
 import queue
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import polars as pl
 
 from etl.context import Job
 from etl.errors import EtlError, StageError
@@ -97,7 +99,7 @@ class Stages:
         self._normalized: list[NormalizeResult] = []  # appended by the normalize thread only
         self._loaded: list[LoadResult] = []  # appended by the load thread only
         self._raw: queue.Queue[Path | None] = queue.Queue(maxsize=1)
-        self._typed: queue.Queue[Path | None] = queue.Queue(maxsize=1)
+        self._typed: queue.Queue[NormalizeResult | None] = queue.Queue(maxsize=1)
         self.error: StageError | None = None
         self._threads = [
             threading.Thread(target=self._normalize, name="normalize", daemon=True),
@@ -124,43 +126,51 @@ class Stages:
     def _normalize(self) -> None:
         try:
             while (raw := self._raw.get()) is not None:
-                if self.error is not None:
-                    continue
-                try:
-                    result = self._normalizer.run(raw)
-                except Exception as exc:
-                    self._fail("normalize", exc)
-                    continue
-                self._normalized.append(result)
-                log.debug(
-                    "normalize %s: %d rows, %d rejected in %.2fs",
-                    raw.name,
-                    result.rows,
-                    result.rejected,
-                    result.seconds,
-                )
-                if result.typed is not None:
-                    self._typed.put(result.typed)
+                if self.error is None:
+                    self._normalize_one(raw)
         finally:
             self._typed.put(None)
 
+    def _normalize_one(self, raw: Path) -> None:
+        # A method of its own, so that no local outlives the part: the typed
+        # rows ride on the result to load and are freed once loaded.
+        try:
+            result = self._normalizer.run(raw)
+        except Exception as exc:
+            self._fail("normalize", exc)
+            return
+        # Kept without its rows: the results of every part stay until the end.
+        self._normalized.append(replace(result, frame=None))
+        log.debug(
+            "normalize %s: %d rows, %d rejected in %.2fs",
+            raw.name,
+            result.rows,
+            result.rejected,
+            result.seconds,
+        )
+        if result.typed is not None:
+            self._typed.put(result)
+
     def _load(self) -> None:
-        while (typed := self._typed.get()) is not None:
-            if self.error is not None:
-                continue
-            try:
-                result = self._job.loader.load_part(typed, overwrite=self._overwrite)
-            except Exception as exc:
-                self._fail("load", exc)
-                continue
-            self._loaded.append(result)
-            log.debug(
-                "load %s: %d rows, %d inserted in %.2fs",
-                typed.name,
-                result.rows,
-                result.inserted,
-                result.seconds,
-            )
+        while (part := self._typed.get()) is not None:
+            if self.error is None:
+                self._load_one(part.typed, part.frame)
+            del part
+
+    def _load_one(self, typed: Path, rows: pl.DataFrame | None) -> None:
+        try:
+            result = self._job.loader.load_part(typed, overwrite=self._overwrite, rows=rows)
+        except Exception as exc:
+            self._fail("load", exc)
+            return
+        self._loaded.append(result)
+        log.debug(
+            "load %s: %d rows, %d inserted in %.2fs",
+            typed.name,
+            result.rows,
+            result.inserted,
+            result.seconds,
+        )
 
     def run(self, parts: Iterable[Path]) -> StagesResult:
         """Put every part through, then wait; raise the first stage's error."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
@@ -193,3 +196,18 @@ def test_columns_are_matched_by_name_not_position(db):
     assert stored(db) == [
         ("2024-01-02 00:00:00", "2.3450", 2**40, "123456789012.35", "-1.2345", True)
     ]
+
+
+def test_polars_leaves_one_core_to_postgresql_unless_told_otherwise():
+    # Sized at polars' import: a fresh interpreter that imports etl first.
+    probe = "import etl, polars; print(polars.thread_pool_size())"
+    env = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"}
+    default = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert default.stdout.strip() == str(max(1, (os.cpu_count() or 1) - 1)), default.stderr
+    chosen = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, "POLARS_MAX_THREADS": "3"},
+        capture_output=True,
+        text=True,
+    )
+    assert chosen.stdout.strip() == "3", chosen.stderr
