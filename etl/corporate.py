@@ -213,12 +213,13 @@ def change_pct(close: pl.Expr, base: pl.Expr) -> pl.Expr:
     return pct.round(PCT.scale, mode="half_away_from_zero").cast(PCT, strict=False)
 
 
-def recompute(actions: list[tuple[str, date]], cur: Any) -> None:
+def recompute(actions: list[tuple[str, date]], cur: Any, own_rows: bool = False) -> None:
     """Recompute the change of the stored row on each (symbol, ex-date) from the
-    ratio recorded for it, on the caller's transaction."""
+    ratio recorded for it, on the caller's transaction; with ``own_rows`` (a load)
+    only where that row is one the transaction wrote."""
     stage = pl.DataFrame(actions, schema={"symbol": pl.String, "ex_date": pl.Date}, orient="row")
     cur.adbc_ingest("etl_stage_recompute", stage.to_arrow(), mode="replace", temporary=True)
-    cur.execute(query("corporate_recompute"))
+    cur.execute(query("corporate_recompute"), (own_rows,))
 
 
 def reestimate(cur: Any) -> int:

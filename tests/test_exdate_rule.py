@@ -1,17 +1,20 @@
 """The change of a row against its previous close, on an ex-date in new shares: one
 rule with two twins, the SQL functions of sql/migrations/0008_exdate_change.sql and
 the polars expressions of etl/corporate.py. Both are evaluated here on the same
-values, on a real PostgreSQL, and must give the same Decimals."""
+values, on a real PostgreSQL, and must give the same Decimals; then the queries
+that call the SQL side, through the real load."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import polars as pl
 
 from etl.corporate import adjusted_prev_close, change_pct
 from etl.db import Database
-from etl.schema import PRICE, RATIO
+from etl.load import Loader
+from etl.schema import PRICE, RATIO, TYPED_SCHEMA
 
 FOUR = Decimal("0.0001")
 D = Decimal
@@ -141,3 +144,120 @@ def test_the_functions_are_inlined_into_the_query(migrated_db):
         conn.close()
     assert "Output: CASE WHEN" in plan, plan
     assert "etl_" not in plan, plan
+
+
+# -- the queries calling the SQL side, through the real load --------------------------
+
+SYMBOL = "SH.510050"
+
+
+def add_etf(db: Database) -> None:
+    db.execute(
+        "INSERT INTO stock_info (symbol, stock_name, stock_code, market_code, stock_type, "
+        "is_active, is_etf, created_at, updated_at) VALUES ($1, '50ETF', '510050', 'SH', "
+        "'ETF', 'Y', 'Y', now(), now())",
+        (SYMBOL,),
+    )
+
+
+def part(*days: tuple) -> pl.DataFrame:
+    """Typed rows (day, close, open, price_change, price_change_pct, action_ratio)."""
+    return pl.DataFrame(
+        [
+            {
+                "trade_date": datetime(day.year, day.month, day.day),
+                "symbol": SYMBOL,
+                "stock_name": "50ETF",
+                "close_price": close,
+                "open_price": opn,
+                "high_price": max(close, opn),
+                "low_price": min(close, opn),
+                "volume": 100,
+                "turnover": (close * 100).quantize(D("0.01")),
+                "price_change": change,
+                "price_change_pct": pct,
+                "premium_rate": None,
+                "market_code": "SH",
+                "action_ratio": ratio,
+            }
+            for day, close, opn, change, pct, ratio in days
+        ],
+        schema=TYPED_SCHEMA,
+    )
+
+
+def load(db: Database, rows: pl.DataFrame) -> int:
+    loader = Loader(db)
+    try:
+        return loader.load_daily(rows).inserted
+    finally:
+        loader.close()
+
+
+def stored(db: Database) -> list[tuple]:
+    return db.fetch(
+        "SELECT trade_date::date::text, close_price::text, price_change::text, "
+        "price_change_pct::text FROM stock_daily_data WHERE symbol = $1 ORDER BY trade_date",
+        (SYMBOL,),
+    )
+
+
+def test_a_rechained_change_beyond_numeric_8_4_is_stored_without_pct(migrated_db):
+    """A filled day whose close is tiny makes the next row's change 19900%: its pct is
+    stored NULL, as normalize does, where the rechain used to fail the whole load on
+    a numeric overflow."""
+    add_etf(migrated_db)
+    two = D("2.0000")
+    assert (
+        load(
+            migrated_db,
+            part(
+                (date(2024, 1, 2), two, two, None, None, None),
+                (date(2024, 1, 4), two, two, D("0.0000"), D("0.0000"), None),
+            ),
+        )
+        == 2
+    )
+    filled = part((date(2024, 1, 3), D("0.0100"), D("0.0100"), D("-1.9900"), D("-99.5000"), None))
+    assert load(migrated_db, filled) == 1
+    assert stored(migrated_db) == [
+        ("2024-01-02", "2.0000", None, None),
+        ("2024-01-03", "0.0100", "-1.9900", "-99.5000"),
+        ("2024-01-04", "2.0000", "1.9900", None),
+    ]
+
+
+def test_a_load_takes_an_earlier_ratio_for_its_own_rows_only(migrated_db):
+    """An official ratio recorded before the rows arrive: the ex-date row the load
+    inserts gets its change from it, not from the batch's estimate; another writer's
+    row on an ex-date the load skips keeps what it has."""
+    add_etf(migrated_db)
+    migrated_db.execute(
+        "INSERT INTO etl_corporate_actions (symbol, ex_date, ratio, source, recorded_at) "
+        "VALUES ($1, '2024-01-04', 2.5, 'official', now()), "
+        "($1, '2024-01-08', 2, 'official', now())",
+        (SYMBOL,),
+    )
+    # The other writer's row for 2024-01-08, at 16:00 of the day before (a UTC session).
+    migrated_db.execute(
+        "INSERT INTO stock_daily_data (trade_date, symbol, stock_name, close_price, "
+        "open_price, high_price, low_price, volume, turnover, price_change, "
+        "price_change_pct, market_code, created_at, updated_at) VALUES "
+        "('2024-01-07 16:00', $1, '50ETF', 0.5000, 0.5000, 0.5000, 0.5000, 100, 50.00, "
+        "-0.5000, -50.0000, 'SH', now(), now())",
+        (SYMBOL,),
+    )
+    est = D("2")  # the batch estimated 2 where 2.5 is official
+    rows = part(
+        (date(2024, 1, 3), D("2.0000"), D("2.0000"), None, None, None),
+        (date(2024, 1, 4), D("0.8100"), D("1.0000"), D("-0.1900"), D("-19.0000"), est),
+        (date(2024, 1, 5), D("1.0000"), D("0.8100"), D("0.1900"), D("23.4568"), None),
+        (date(2024, 1, 8), D("0.5000"), D("0.5000"), D("0.0000"), D("0.0000"), est),
+    )
+    assert load(migrated_db, rows) == 3
+    assert stored(migrated_db) == [
+        ("2024-01-03", "2.0000", None, None),
+        ("2024-01-04", "0.8100", "0.0100", "1.2500"),  # against 2.0000 / 2.5 = 0.8000
+        ("2024-01-05", "1.0000", "0.1900", "23.4568"),
+        ("2024-01-07", "0.5000", "-0.5000", "-50.0000"),  # the other writer's, untouched
+    ]
