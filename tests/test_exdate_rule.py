@@ -10,11 +10,13 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import polars as pl
+import pytest
 
 from etl.corporate import adjusted_prev_close, change_pct
 from etl.db import Database
 from etl.load import Loader
 from etl.schema import PRICE, RATIO, TYPED_SCHEMA
+from etl.sqlfiles import query
 
 FOUR = Decimal("0.0001")
 D = Decimal
@@ -123,27 +125,31 @@ def test_sql_and_polars_round_the_exact_value_next_to_a_half(migrated_db):
     assert in_polars(inputs) == expected
 
 
-def test_the_functions_are_inlined_into_the_query(migrated_db):
+@pytest.mark.parametrize("name", ["corporate_recompute", "daily_rechain"])
+def test_the_functions_are_inlined_into_the_queries(migrated_db, name):
     """PostgreSQL replaces the calls by their expressions: a bulk UPDATE calls no
     function per row (an IMMUTABLE one-SELECT SQL function, not STRICT)."""
     conn = migrated_db.connect()
     try:
         with conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE etl_stage_recompute (symbol text, ex_date date)")
+            cur.execute(
+                "CREATE TEMP TABLE etl_stage_sync (symbol text, min_date timestamp, "
+                "max_date timestamp)"
+            )
             # EXPLAIN through plpgsql: the driver wraps a bare statement in COPY.
             cur.execute(
                 "CREATE FUNCTION pg_temp.plan(q text) RETURNS SETOF text LANGUAGE plpgsql "
                 "AS $$ BEGIN RETURN QUERY EXECUTE 'EXPLAIN (VERBOSE) ' || q; END $$"
             )
-            cur.execute(
-                "SELECT pg_temp.plan('SELECT etl_change_pct(close_price, "
-                "etl_base_in_new_shares(open_price, low_price)) FROM stock_daily_data')"
-            )
+            cur.execute("SELECT pg_temp.plan($1)", (query(name).replace("$1::boolean", "true"),))
             plan = "\n".join(r[0] for r in cur.fetchall())
     finally:
         conn.rollback()
         conn.close()
-    assert "Output: CASE WHEN" in plan, plan
-    assert "etl_" not in plan, plan
+    assert "Update on public.stock_daily_data" in plan, plan
+    assert "CASE WHEN" in plan, plan
+    assert "etl_base_in_new_shares" not in plan and "etl_change_pct" not in plan, plan
 
 
 # -- the queries calling the SQL side, through the real load --------------------------
