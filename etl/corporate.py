@@ -32,8 +32,9 @@ an estimate never becomes a factor without anybody being told.
 Detected actions are estimated again whenever a load writes rows around them
 (``reestimate``): one whose jump is gone (a filled gap) is dropped.
 
-SQL that needs the same numbers (sql/queries/corporate_*.sql) follows these
-definitions; keep the two in step.
+The change of an ex-date row (``adjusted_prev_close``, ``change_pct``) has an SQL
+twin, the functions of sql/migrations/0009_exdate_change.sql that the queries
+recomputing a stored change call; tests/test_exdate_rule.py holds the two equal.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from typing import Any
 import polars as pl
 
 from etl.calendar import trading_days_between
-from etl.schema import PRICE, RATIO
+from etl.schema import PCT, PRICE, RATIO
 from etl.sqlfiles import query
 
 # Daily limits, as a share of the previous close; the exchange rounds a limit
@@ -194,17 +195,31 @@ def estimate_rows(rows: pl.DataFrame, suspended: Suspensions | None = None) -> p
 
 def adjusted_prev_close(prev_close: pl.Expr, ratio: pl.Expr) -> pl.Expr:
     """The previous close in the new shares: prev / ratio, to the price's scale, halves
-    away from zero (SQL: round(prev_close / ratio, 4))."""
-    exact = prev_close.cast(pl.Decimal(38, 12)) / ratio.cast(pl.Decimal(38, 12))
+    away from zero; ratio null (no action) is 1; null where it does not fit PRICE
+    (SQL: etl_base_in_new_shares, sql/migrations/0009)."""
+    divisor = ratio.fill_null(1).cast(pl.Decimal(38, 12))
+    exact = prev_close.cast(pl.Decimal(38, 12)) / divisor
     return exact.round(PRICE.scale, mode="half_away_from_zero").cast(PRICE, strict=False)
 
 
-def recompute(actions: list[tuple[str, date]], cur: Any) -> None:
+def change_pct(close: pl.Expr, base: pl.Expr) -> pl.Expr:
+    """price_change_pct: (close - base) * 100 / base to PCT's 4 decimals, halves away
+    from zero; null where base is not above 0 or the result does not fit NUMERIC(8,4)
+    (SQL: etl_change_pct, sql/migrations/0009)."""
+    # Divides by null rather than 0 (a close divided by a huge ratio rounds to 0.0000):
+    # polars evaluates both branches of a when.
+    divisor = pl.when(base > 0).then(base)
+    pct = (close - base).cast(pl.Decimal(38, 20)) * 100 / divisor
+    return pct.round(PCT.scale, mode="half_away_from_zero").cast(PCT, strict=False)
+
+
+def recompute(actions: list[tuple[str, date]], cur: Any, own_rows: bool = False) -> None:
     """Recompute the change of the stored row on each (symbol, ex-date) from the
-    ratio recorded for it, on the caller's transaction."""
+    ratio recorded for it, on the caller's transaction; with ``own_rows`` (a load)
+    only where that row is one the transaction wrote."""
     stage = pl.DataFrame(actions, schema={"symbol": pl.String, "ex_date": pl.Date}, orient="row")
     cur.adbc_ingest("etl_stage_recompute", stage.to_arrow(), mode="replace", temporary=True)
-    cur.execute(query("corporate_recompute"))
+    cur.execute(query("corporate_recompute"), (own_rows,))
 
 
 def reestimate(cur: Any) -> int:

@@ -219,7 +219,9 @@ class Loader:
         if actions is not None:
             cur.adbc_ingest("etl_stage_actions", actions.to_arrow(), mode="replace", temporary=True)
             cur.execute(query("corporate_record"), (True,))  # only rows this load wrote
-            cur.execute(query("corporate_apply"))
+            # An action recorded earlier (an official ratio) overrides the estimate.
+            ex_dates = list(actions.select("symbol", "ex_date").iter_rows())
+            corporate.recompute(ex_dates, cur, own_rows=True)
         cur.adbc_ingest("etl_stage_sync", sync.to_arrow(), mode="replace", temporary=True)
         cur.execute(query("daily_rechain"))  # before sync_dates: it reads the old watermark
         corporate.reestimate(cur)  # after the rechain: it may give a row back its raw change

@@ -17,7 +17,13 @@ from datetime import date
 import polars as pl
 
 from etl import decode
-from etl.corporate import CANDIDATE_CEILING, CANDIDATE_FLOOR, adjusted_prev_close, estimate_rows
+from etl.corporate import (
+    CANDIDATE_CEILING,
+    CANDIDATE_FLOOR,
+    adjusted_prev_close,
+    change_pct,
+    estimate_rows,
+)
 from etl.envelope import (  # noqa: F401 - re-exported: the answers' own vocabulary
     DAILY_FIELDS,
     DAILY_NUMBERS,
@@ -346,15 +352,11 @@ def _derive(rows: pl.DataFrame) -> pl.DataFrame:
     )
     rows = _with_actions(rows.with_columns(prev.alias("_prev"), prev_day.alias("_prev_day")))
     change = pl.col("close_price") - pl.col("_base")
-    # Divides by null rather than 0 (a close divided by a huge ratio rounds to 0.0000):
-    # polars evaluates both branches of a when.
-    divisor = pl.when(pl.col("_base") > 0).then(pl.col("_base"))
-    pct = change.cast(pl.Decimal(38, 12)) * 100 / divisor
     return (
         rows.with_columns(
             round_half_up(pl.col("close_price") * pl.col("volume"), TURNOVER).alias("turnover"),
             change.cast(PRICE, strict=False).alias("price_change"),
-            pl.when(pl.col("_base") > 0).then(round_half_up(pct, PCT)).alias("price_change_pct"),
+            change_pct(pl.col("close_price"), pl.col("_base")).alias("price_change_pct"),
             pl.lit(None, PCT).alias("premium_rate"),
         )
         .with_columns(
@@ -392,11 +394,7 @@ def _with_actions(rows: pl.DataFrame) -> pl.DataFrame:
             "stock_name",
         )
         some = some.with_columns(r=estimate_rows(some))
-        adjusted = some.select(
-            pl.when(pl.col("r").is_null())
-            .then(pl.col("prev_close"))
-            .otherwise(adjusted_prev_close(pl.col("prev_close"), pl.col("r")))
-        ).to_series()
+        adjusted = some.select(adjusted_prev_close(pl.col("prev_close"), pl.col("r"))).to_series()
         ratio = ratio.scatter(candidates, some["r"])
         base = base.clone().scatter(candidates, adjusted)
     return rows.with_columns(ratio.alias("action_ratio"), base.alias("_base"))

@@ -16,6 +16,7 @@ import pytest
 
 from etl.errors import DatabaseError
 from etl.load import Loader
+from etl.migrate import MIGRATIONS_DIR, split_statements
 from etl.schema import DAILY_SCHEMA
 from etl.transform import anti_join
 
@@ -188,6 +189,9 @@ def test_columns_are_matched_by_name_not_position(db):
         "CREATE TABLE etl_corporate_actions (symbol VARCHAR(20), ex_date DATE, ratio NUMERIC, "
         "source TEXT, PRIMARY KEY (symbol, ex_date))"
     )
+    # And the functions of the change against the previous close, which its SQL calls.
+    for statement in split_statements((MIGRATIONS_DIR / "0009_exdate_change.sql").read_text()):
+        db.execute(statement)
     loader = Loader(db)
     try:
         assert loader.load_daily(rows(2)).inserted == 1

@@ -182,8 +182,8 @@ def physical(db: Database, table: str, order: str) -> tuple:
 
 
 def catalog_state(db: Database) -> list[tuple]:
-    """Catalog rows of our tables, their columns, constraints and indexes, with the
-    transaction that last wrote each: any ALTER/CREATE shows up as a new xmin."""
+    """Catalog rows of our tables, their columns, constraints, indexes and functions,
+    with the transaction that last wrote each: any ALTER/CREATE shows up as a new xmin."""
     return db.fetch(
         """SELECT 'class', c.relname::text, c.xmin::text, c.relfilenode::text FROM pg_class c
             WHERE c.relnamespace = 'public'::regnamespace
@@ -194,6 +194,9 @@ def catalog_state(db: Database) -> list[tuple]:
            UNION ALL
            SELECT 'con', conname::text, xmin::text, '' FROM pg_constraint
             WHERE connamespace = 'public'::regnamespace
+           UNION ALL
+           SELECT 'proc', oid::regprocedure::text, xmin::text, '' FROM pg_proc
+            WHERE pronamespace = 'public'::regnamespace
            ORDER BY 1, 2"""
     )
 

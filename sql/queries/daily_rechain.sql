@@ -6,24 +6,23 @@
 -- etl_stage_sync holds the batch's symbols with their first and latest trade
 -- date; it runs before sync_dates moves the watermark. Rows of this transaction
 -- are the ones whose created_at is the transaction's LOCALTIMESTAMP. On an
--- ex-date (etl_corporate_actions) the previous close is taken in new shares,
--- round(previous close / ratio, 4), as etl/corporate.py computes it.
+-- ex-date (etl_corporate_actions) the previous close is taken in new shares. The
+-- rule is etl_base_in_new_shares and etl_change_pct (sql/migrations/0009), whose
+-- Python twin is etl/corporate.py: a pct beyond NUMERIC(8,4) is stored NULL.
 UPDATE stock_daily_data AS t
 SET price_change = x.change,
     price_change_pct = x.pct,
     updated_at = LOCALTIMESTAMP
 FROM (
-    SELECT w.symbol, w.trade_date, w.close_price - w.prev AS change,
-           CASE WHEN w.prev > 0 THEN round((w.close_price - w.prev) * 100 / w.prev, 4) END AS pct,
-           w.price_change, w.price_change_pct
+    SELECT w.symbol, w.trade_date, w.close_price - w.base AS change,
+           etl_change_pct(w.close_price, w.base) AS pct
     FROM etl_stage_sync AS s
     JOIN stock_info AS i ON i.symbol = s.symbol
     CROSS JOIN LATERAL (
-        SELECT d.symbol, d.trade_date, d.close_price, d.price_change, d.price_change_pct,
+        SELECT d.symbol, d.trade_date, d.close_price, d.price_change,
                d.created_at,
-               CASE WHEN a.ratio IS NULL THEN lag(d.close_price) OVER (ORDER BY d.trade_date)
-                    ELSE round(lag(d.close_price) OVER (ORDER BY d.trade_date) / a.ratio, 4)
-               END AS prev,
+               etl_base_in_new_shares(lag(d.close_price) OVER (ORDER BY d.trade_date), a.ratio)
+                   AS base,
                lag(d.created_at) OVER (ORDER BY d.trade_date) AS prev_created
         FROM stock_daily_data AS d
         LEFT JOIN etl_corporate_actions AS a
