@@ -52,7 +52,7 @@ def test_sync_replay_and_status_as_library_calls(etl_env, db, pg_server, univers
 def test_a_failure_names_its_stage_and_run(etl_env, db, monkeypatch):
     settings = Settings.from_env(env=etl_env)
 
-    def broken(self, typed, overwrite=False):
+    def broken(self, typed, overwrite=False, rows=None):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(Loader, "load_part", broken)
