@@ -16,7 +16,7 @@ from decimal import Decimal
 import polars as pl
 
 from etl.db import Database
-from etl.plan import HOLES_SCHEMA
+from etl.schema import HOLES_SCHEMA
 from etl.sqlfiles import query
 from etl.symbols import EXCHANGES
 

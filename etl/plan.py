@@ -213,17 +213,6 @@ def build_plan(
 
 # -- days missed behind a watermark ------------------------------------------------
 
-# A hole behind a watermark (see sql/queries/watermark_holes.sql): an active ETF
-# with no row on a trading day though it has rows before and after it, and the
-# last stored row before that day.
-HOLES_SCHEMA: dict[str, pl.DataType] = {
-    "symbol": pl.String(),
-    "market_code": pl.String(),
-    "day": pl.Date(),
-    "traded": pl.Boolean(),  # some ETF of the market has a stored row on the day
-    "prev_date": PLAN_SCHEMA["prev_date"],
-    "prev_close": PLAN_SCHEMA["prev_close"],
-}
 # Days looked at for an ETF no run of ours has asked yet, and at most after the
 # day one last asked an ETF up to, when that is long ago (`etl check --repair`
 # audits the rest).

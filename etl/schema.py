@@ -9,6 +9,7 @@
 - ``LIST_SCHEMA``: the columns of ``stock_info`` the ETF lists own.
 - ``PLAN_SCHEMA``: ``plan.parquet``, the per-symbol context of a price run.
 - ``REJECT_SCHEMA``: ``rejects/``, rows refused with a reason.
+- ``HOLES_SCHEMA``: days active ETFs miss behind a watermark another writer moved.
 """
 
 from __future__ import annotations
@@ -87,4 +88,16 @@ RAW_SCHEMA: dict[str, pl.DataType] = {
     "rows": pl.Int64(),  # len(data) of a good answer
     "error": pl.String(),  # why the request failed in the end; null when good
     "body": pl.String(),  # the response text as received
+}
+
+# A hole behind a watermark (see sql/queries/watermark_holes.sql): an active ETF
+# with no row on a trading day though it has rows before and after it, and the
+# last stored row before that day.
+HOLES_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "market_code": pl.String(),
+    "day": pl.Date(),
+    "traded": pl.Boolean(),  # some ETF of the market has a stored row on the day
+    "prev_date": PLAN_SCHEMA["prev_date"],
+    "prev_close": PLAN_SCHEMA["prev_close"],
 }

@@ -24,13 +24,12 @@ from etl.corporate import (
     change_pct,
     estimate_rows,
 )
-from etl.envelope import (  # noqa: F401 - re-exported: the answers' own vocabulary
+from etl.envelope import (
     DAILY_FIELDS,
     DAILY_NUMBERS,
     DAILY_TEXTS,
     LIST_FIELDS,
     decode_bodies,
-    envelope_dtype,
 )
 from etl.schema import (
     LIST_SCHEMA,

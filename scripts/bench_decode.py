@@ -19,8 +19,7 @@ import polars as pl
 
 from etl import api, transform
 from etl.normalize import slices
-from etl.schema import PLAN_SCHEMA
-from etl.snapshot import RAW_SCHEMA
+from etl.schema import PLAN_SCHEMA, RAW_SCHEMA
 
 ANSWERS, PER_ANSWER = 400, 2500
 

@@ -286,7 +286,8 @@ def write_parts_forever(raw_dir: Path) -> None:
     """Write large snapshot parts back to back until killed (see test_crash)."""
     from datetime import datetime
 
-    from etl.snapshot import RAW_SCHEMA, Snapshot
+    from etl.schema import RAW_SCHEMA
+    from etl.snapshot import Snapshot
 
     snapshot = Snapshot.create(raw_dir, "killed-while-writing")
     snapshot.write_manifest({"run_id": "killed-while-writing", "extract_complete": False})

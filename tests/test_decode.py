@@ -13,8 +13,7 @@ import pytest
 
 from etl import decode
 from etl import transform as T
-from etl.schema import PLAN_SCHEMA, TYPED_SCHEMA
-from etl.snapshot import RAW_SCHEMA
+from etl.schema import PLAN_SCHEMA, RAW_SCHEMA, TYPED_SCHEMA
 
 END = date(2024, 12, 31)
 TICKERS = ["510050", "510300", "159915"]

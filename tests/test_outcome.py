@@ -14,10 +14,10 @@ import pytest
 from etl import transform
 from etl.api import _envelope, classify, describe_body
 from etl.breaker import Breaker
+from etl.envelope import DAILY_FIELDS, envelope_dtype
 from etl.outcome import Outcome, Policy, decide, no_lists_message
-from etl.schema import PLAN_SCHEMA
+from etl.schema import PLAN_SCHEMA, RAW_SCHEMA
 from etl.settings import Settings
-from etl.snapshot import RAW_SCHEMA
 
 # -- the outcome policy ---------------------------------------------------------------
 
@@ -248,13 +248,13 @@ def test_json_numbers_are_decoded_from_their_own_digits_never_through_f64():
             '{"ticker":"51\\":1,","date":":2","open":1,"high":1,"low":1,"close":1,"volume":1}',
         ]
     )
-    decoded = transform.explode_bodies(_raw(body), transform.DAILY_FIELDS)
-    assert decoded.select(transform.DAILY_FIELDS).rows() == [
+    decoded = transform.explode_bodies(_raw(body), DAILY_FIELDS)
+    assert decoded.select(DAILY_FIELDS).rows() == [
         ("510050", "2024-01-02", "2.34499999999999997", "1.00004999999", "-0.5e-3", "12", "9007199254740993"),
         ('51":1,', ":2", "1", "1", "1", "1", "1"),
     ]  # fmt: skip
     # What polars alone would have made of them:
-    alone = pl.Series([body]).str.json_decode(transform.envelope_dtype(transform.DAILY_FIELDS))
+    alone = pl.Series([body]).str.json_decode(envelope_dtype(DAILY_FIELDS))
     assert alone.struct.field("data").list.first().struct.field("open")[0] == "2.3449999999999998"
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from etl.calendar import shanghai_today
 from etl.db import Database
-from etl.plan import HOLE_DAYS_MAX, HOLES_SCHEMA, PriceOptions, build_plan, hole_candidates
+from etl.plan import HOLE_DAYS_MAX, PriceOptions, build_plan, hole_candidates
 from etl.queries import etf_counts
+from etl.schema import HOLES_SCHEMA
 
 
 def changes_follow_the_previous_stored_day(db: Database) -> None:

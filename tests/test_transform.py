@@ -13,8 +13,7 @@ from etl import transform as T
 from etl.calendar import is_trading_day, trading_days_between
 from etl.errors import ConfigError
 from etl.plan import PriceOptions, build_plan
-from etl.schema import DAILY_SCHEMA, LIST_SCHEMA, PLAN_SCHEMA, TYPED_SCHEMA
-from etl.snapshot import RAW_SCHEMA
+from etl.schema import DAILY_SCHEMA, LIST_SCHEMA, PLAN_SCHEMA, RAW_SCHEMA, TYPED_SCHEMA
 
 
 def raw(
