@@ -163,6 +163,30 @@ def cut_off(server, db: Database) -> None:
 # -- the snapshot ----------------------------------------------------------------
 
 
+def sync_losing_its_database(pg_server, db: Database, etl, monkeypatch) -> tuple[object, dict]:
+    """`etl sync` (200-row parts) whose database goes away once a part is in; the
+    database takes connections again afterwards. Returns the run's result and the
+    state of the cut: ``cut`` (it happened) and ``inserted`` (rows loaded before)."""
+    from etl.load import Loader
+
+    state = {"inserted": 0, "cut": False}
+    original = Loader.load_daily
+
+    def load_daily(self, rows, overwrite=False):  # the database dies once a batch is in
+        if state["inserted"] and not state["cut"]:
+            state["cut"] = True
+            cut_off(pg_server, db)
+        counts = original(self, rows, overwrite)
+        state["inserted"] += counts.inserted
+        return counts
+
+    monkeypatch.setattr(Loader, "load_daily", load_daily)
+    out = etl("sync", env={"ETL_BATCH_ROWS": "200"})
+    monkeypatch.undo()
+    pg_server.admin(f'ALTER DATABASE "{dbname(db)}" ALLOW_CONNECTIONS true')
+    return out, state
+
+
 def assert_snapshot_whole(path: Path) -> dict:
     """Every file a reader picks up is complete; anything else is a hidden temp file.
 

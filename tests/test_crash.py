@@ -22,19 +22,17 @@ from crashhelper import (
     assert_snapshot_whole,
     child_env,
     connections,
-    cut_off,
-    dbname,
     hold_writes,
     listed_tickers,
     price_parts,
     runs,
     source_dates,
     spawn,
+    sync_losing_its_database,
     wait_for,
 )
 from etlfixtures import TOKEN
 
-from etl.load import Loader
 from etl.snapshot import Snapshot
 
 ABANDONED = "ended without finishing (process killed or connection lost)"
@@ -216,21 +214,7 @@ def test_database_unreachable_at_start_is_fatal_and_nothing_is_fetched(etl, api,
 def test_database_lost_while_loading_keeps_the_snapshot_and_replay_completes_it(
     pg_server, db, etl, api, universe, monkeypatch, reference
 ):
-    state = {"inserted": 0, "cut": False}
-    original = Loader.load_daily
-
-    def load_daily(self, rows, overwrite=False):  # the database dies once a batch is in
-        if state["inserted"] and not state["cut"]:
-            state["cut"] = True
-            cut_off(pg_server, db)
-        counts = original(self, rows, overwrite)
-        state["inserted"] += counts.inserted
-        return counts
-
-    monkeypatch.setattr(Loader, "load_daily", load_daily)
-    out = etl("sync", env={"ETL_BATCH_ROWS": "200"})
-    monkeypatch.undo()
-    pg_server.admin(f'ALTER DATABASE "{dbname(db)}" ALLOW_CONNECTIONS true')
+    out, state = sync_losing_its_database(pg_server, db, etl, monkeypatch)
 
     assert out.exit_code == 1
     snapshot = out.summary["snapshot"]

@@ -81,25 +81,9 @@ def test_two_replays_of_a_read_only_snapshot_at_once_into_two_databases(
 def test_a_replayed_failed_run_is_not_resumed_by_the_next_sync(pg_server, db, etl, monkeypatch):
     """A sync loses its database mid-load; `etl replay` of its snapshot loads the
     rest; the next sync then has nothing of that run left to resume."""
-    from crashhelper import cut_off, dbname, runs
+    from crashhelper import runs, sync_losing_its_database
 
-    from etl.load import Loader
-
-    state = {"inserted": 0, "cut": False}
-    original = Loader.load_daily
-
-    def load_daily(self, rows, overwrite=False):  # the database dies once a batch is in
-        if state["inserted"] and not state["cut"]:
-            state["cut"] = True
-            cut_off(pg_server, db)
-        counts = original(self, rows, overwrite)
-        state["inserted"] += counts.inserted
-        return counts
-
-    monkeypatch.setattr(Loader, "load_daily", load_daily)
-    failed = etl("sync", env={"ETL_BATCH_ROWS": "200"})
-    monkeypatch.undo()
-    pg_server.admin(f'ALTER DATABASE "{dbname(db)}" ALLOW_CONNECTIONS true')
+    failed, _ = sync_losing_its_database(pg_server, db, etl, monkeypatch)
     assert failed.exit_code == 1 and failed.summary["status"] == "failed"
     stored = db.fetch("SELECT count(*) FROM stock_daily_data")[0][0]
 
