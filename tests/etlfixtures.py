@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,16 @@ def etl(etl_env: dict[str, str]) -> EtlRunner:
         return Outcome(result.exit_code, result.stdout, result.stderr)
 
     return run
+
+
+def plan_etf(code: str, watermark: date) -> dict:
+    """One active Shenzhen ETF of a plan's context (PLAN_SCHEMA), stored up to ``watermark``."""
+    return {
+        "symbol": f"SZ.{code}",
+        "stock_name": code,
+        "market_code": "SZ",
+        "stock_code": code,
+        "is_active": "Y",
+        "prev_date": datetime.combine(watermark, datetime.min.time()),
+        "prev_close": Decimal("1.0000"),
+    }

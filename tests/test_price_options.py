@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
+from etlfixtures import plan_etf
 
 from etl.calendar import shanghai_today
 from etl.db import Database
@@ -224,18 +225,6 @@ def test_a_start_date_backfill_completes_the_delisted_etfs_it_asked(etl, db, api
 # -- days missed behind a watermark another writer moved ------------------------------
 
 
-def _etf(code: str, watermark: date) -> dict:
-    return {
-        "symbol": f"SZ.{code}",
-        "stock_name": code,
-        "market_code": "SZ",
-        "stock_code": code,
-        "is_active": "Y",
-        "prev_date": datetime.combine(watermark, datetime.min.time()),
-        "prev_close": Decimal("1.0000"),
-    }
-
-
 def _hole(code: str, day: date, traded: bool, prev: date, close: str) -> dict:
     return {
         "symbol": f"SZ.{code}",
@@ -249,8 +238,8 @@ def _hole(code: str, day: date, traded: bool, prev: date, close: str) -> dict:
 
 def test_a_hole_behind_a_watermark_is_asked_once_per_day_or_per_ticker_where_cheaper():
     jan = [date(2024, 1, d) for d in (2, 3, 4, 5, 8, 9, 10)]  # trading days
-    pack = [_etf(f"1599{i:02d}", jan[5]) for i in range(4)]  # at Jan 9, latest Jan 10
-    ahead = _etf("159950", jan[6])  # the old system stored Jan 10: up to date
+    pack = [plan_etf(f"1599{i:02d}", jan[5]) for i in range(4)]  # at Jan 9, latest Jan 10
+    ahead = plan_etf("159950", jan[6])  # the old system stored Jan 10: up to date
     context = pl.DataFrame([*pack, ahead])
     opts = PriceOptions(exchanges=("XSHE",), end=date(2024, 1, 31))
     latest = {"XSHE": jan[6]}
@@ -275,7 +264,7 @@ def test_a_hole_behind_a_watermark_is_asked_once_per_day_or_per_ticker_where_che
     )
 
     # A hole on a day the run asks anyway costs nothing more.
-    behind = [_etf(f"1599{i:02d}", jan[2]) for i in range(4)]  # the pack at Jan 4
+    behind = [plan_etf(f"1599{i:02d}", jan[2]) for i in range(4)]  # the pack at Jan 4
     p = build_plan(pl.DataFrame([*behind, ahead]), opts, latest, 5, holes)
     assert sorted(r.day for r in p.requests) == [jan[3], jan[4], jan[5]]
     assert p.days == {"XSHE": jan[3:]}
@@ -283,7 +272,7 @@ def test_a_hole_behind_a_watermark_is_asked_once_per_day_or_per_ticker_where_che
 
     # An ETF that also needs days past its watermark asks its own range from the
     # hole on: per-day rows around a stored day the answers lack would chain wrong.
-    lagging = _etf("159950", jan[5])
+    lagging = plan_etf("159950", jan[5])
     p = build_plan(pl.DataFrame([*pack, lagging]), opts, latest, 5, holes)
     assert [(r.endpoint, r.ticker, r.start) for r in p.requests] == [("daily", "159950", jan[3])]
     assert p.symbols.filter(pl.col("by_day")).height == 4

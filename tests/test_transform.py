@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
+from etlfixtures import plan_etf
 
 from etl import transform as T
 from etl.calendar import is_trading_day, trading_days_between
@@ -442,20 +443,9 @@ def test_trading_days_skip_weekends_and_official_holidays_but_not_unknown_years(
 
 
 def test_plan_serves_the_pack_by_day_and_sends_laggards_per_ticker():
-    def etf(code: str, watermark: date) -> dict:
-        return {
-            "symbol": f"SZ.{code}",
-            "stock_name": code,
-            "market_code": "SZ",
-            "stock_code": code,
-            "is_active": "Y",
-            "prev_date": datetime.combine(watermark, datetime.min.time()),
-            "prev_close": Decimal("1"),
-        }
-
-    pack = [etf(f"1599{i:02d}", date(2024, 1, 8)) for i in range(5)]
+    pack = [plan_etf(f"1599{i:02d}", date(2024, 1, 8)) for i in range(5)]
     context = pl.DataFrame(
-        [*pack, etf("159950", date(2024, 1, 4)), etf("159960", date(2024, 1, 9))]
+        [*pack, plan_etf("159950", date(2024, 1, 4)), plan_etf("159960", date(2024, 1, 9))]
     )
     opts = PriceOptions(exchanges=("XSHE",), end=date(2024, 1, 31))
     p = build_plan(context, opts, {"XSHE": date(2024, 1, 10)})
