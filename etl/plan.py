@@ -13,7 +13,7 @@ history (from --start-date, when a run gave one) has been fetched once;
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -108,6 +108,7 @@ def build_plan(
     latest: dict[str, date | None] | None = None,
     max_days_behind: int = 5,
     holes: pl.DataFrame | None = None,
+    closed: Collection[date] = (),
 ) -> Plan:
     """Decide the requests of a price sync.
 
@@ -128,6 +129,9 @@ def build_plan(
     ``holes`` (HOLES_SCHEMA, see ``hole_candidates``) are days active ETFs miss
     behind a watermark another writer moved past them: they are asked again
     (see ``_fill_holes``), so a missed day is never hidden by a later row.
+
+    ``closed`` are weekdays beyond the holiday table known closed this evening
+    (etl/closures.py): not asked.
     """
     latest = latest or {}
     if "history_complete" not in context.columns:  # a context from before etl_etf_history
@@ -165,7 +169,11 @@ def build_plan(
             and len(trading_days(w + timedelta(days=1), target, (target,))) <= max_days_behind
         ]
         pack = max(set(near), key=lambda w: (near.count(w), w)) if near else None
-        pack_days = trading_days_between(pack, target) if pack is not None else []
+        pack_days = (
+            [d for d in trading_days_between(pack, target) if d not in closed]
+            if pack is not None
+            else []
+        )
         fill = _fill_holes(
             holes, MARKETS[exchange], part, marks, target, pack_days, by_day_ok, max_days_behind
         )

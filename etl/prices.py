@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from etl import history, transform
+from etl import closures, history, transform
 from etl.answers import Fetched
 from etl.calendar import is_trading_day, stale_table_warning
 from etl.context import Job
@@ -111,6 +111,10 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     holes = history.watermark_holes(job.db, candidates)
     max_days = job.settings.latest_max_days
     plan = build_plan(context, options, latest, max_days, holes)
+    # Weekdays beyond the holiday table: a Golden Week settled in two requests.
+    closed = closures.settle(job, plan, latest, answers)
+    if closed:
+        plan = build_plan(context, options, latest, max_days, holes, closed)
     # An answer a run that died left on disk was loaded with that run's plan, which
     # did not want the rows of a hole: a day with holes is asked again.
     hole_days = set(zip(holes["market_code"], holes["day"], strict=True))
@@ -131,7 +135,7 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
             ", ".join(broken),
         )
         latest = {ex: d for ex, d in latest.items() if ex not in broken}
-        plan = build_plan(context, options, latest, max_days, holes)
+        plan = build_plan(context, options, latest, max_days, holes, closed)
         answers = [f for f in answers if f.exchange not in broken]
     ticker_requests = [r for r in plan.requests if r.endpoint == "daily"]
     requests = [r for r in ticker_requests if not done_before.covers(r)]

@@ -9,6 +9,8 @@ Layout (hive-style, readable by polars, DuckDB, Spark as it is)::
         plan.parquet              per-symbol context of the price transform
         kind=prices/part-00000.parquet   extract: /daily and /daily/latest answers,
                                          a part every few seconds
+        kind=calendar/part-00000.parquet /daily answers that settled weekdays beyond
+                                         the holiday table (etl/closures.py)
         typed/part-00000.parquet  normalize: rows typed exactly as stock_daily_data
         rejects/part-00000.parquet       normalize: rows refused, with reasons
 

@@ -8,8 +8,10 @@ test API's calendar (tests/fakeapi/universe.py) is its own, never etl.calendar's
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date, datetime
+from pathlib import Path
 
 import chinese_calendar
 import pytest
@@ -191,30 +193,112 @@ def test_every_nightly_around_spring_festival_2024_costs_four_requests(
     assert etl("check").summary["holes"] == []
 
 
-@pytest.mark.parametrize("universe", [(8, f"{BEYOND}-09-01", f"{BEYOND}-09-30")], indirect=True)
-def test_a_holiday_beyond_the_table_costs_no_request_per_ticker(etl, db, api, universe, today):
-    """National Day of 2027, which the installed table does not know: the nightly asks
-    each weekday of it once per exchange, the empty answers make it a closure, and the
-    check finds no hole; today past the table warns once."""
+def _references(universe: Universe) -> dict[str, str]:
+    """Exchange -> the ticker the nightly asks over a span of unknown weekdays: the
+    first of its ETFs by symbol (all of them trade on both sides of the span)."""
+    return {ex: min(e.ticker for e in universe.etfs(ex)) for ex in ("XSHG", "XSHE")}
+
+
+def _national_day(etl, universe, today, **after: int) -> date:
+    """Synced up to 30 September of the first year beyond the table; then the test
+    API trades again from 8 October (it closes 1-7 October); returns the day it
+    advanced to (``after["days"]`` trading days, 1 by default)."""
     today(D(f"{BEYOND}-09-30"))
     assert etl("sync").exit_code == 0
-    (reopened,) = universe.advance(1)
-    assert reopened == D(f"{BEYOND}-10-08")  # the test API is closed 1-7 October
-    today(reopened)
+    new = universe.advance(after.get("days", 1))
+    assert new[0] == D(f"{BEYOND}-10-08")
+    today(new[-1])
+    return new[-1]
+
+
+def _daily_requests(api) -> list[tuple[str, str, str, str]]:
+    return sorted(
+        (r.exchange, r.params["ticker"], r.params["start_date"], r.params["end_date"])
+        for r in api.requests
+        if r.kind == "daily"
+    )
+
+
+@pytest.mark.parametrize("universe", [(8, f"{BEYOND}-09-01", f"{BEYOND}-09-30")], indirect=True)
+def test_a_golden_week_beyond_the_table_costs_six_requests(etl, db, api, universe, today):
+    """National Day of 2027, which the installed table does not know: one ETF per
+    exchange that traded on both sides of it is asked over the unknown weekdays,
+    its empty days are closures, and the check finds no hole; today past the
+    table warns once."""
+    reopened = _national_day(etl, universe, today)
     api.reset_log()
     out = etl("sync")
     s = out.summary
     assert out.exit_code == 0 and s["status"] == "ok", out.stderr
-    assert api.request_count("daily") == 0
-    # 2 lists, 2 undated latest days, and 1, 4, 5, 6, 7 October on each exchange.
-    assert api.request_count("latest") == 2 + 2 * 5 and api.request_count() == 14
-    asked = sorted(r.params.get("date", "") for r in api.requests if r.kind == "latest")
-    assert asked == ["", ""] + sorted(2 * [f"{BEYOND}-10-0{d}" for d in (1, 4, 5, 6, 7)])
+    # 2 lists, 2 undated latest days, and the references over 1-7 October.
+    assert api.request_count() == 6 and api.request_count("latest") == 2
+    span = (f"{BEYOND}-10-01", f"{BEYOND}-10-07")
+    assert _daily_requests(api) == sorted((ex, t, *span) for ex, t in _references(universe).items())
     assert s["rows_inserted"] == 8
     warning = stale_table_warning(reopened)
     assert warning is not None and s["warnings"] == [warning]
     assert out.stderr.count(warning) == 1
+    closed = [f"{BEYOND}-10-0{d}" for d in (1, 4, 5, 6, 7)]
+    assert _manifest(s)["closed_beyond_table"] == closed
 
+    checked = etl("check")
+    assert checked.summary["status"] == "ok" and checked.summary["holes"] == []
+
+
+def _manifest(summary: dict) -> dict:
+    return json.loads((Path(summary["snapshot"]) / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("universe", [(8, f"{BEYOND}-09-01", f"{BEYOND}-09-30")], indirect=True)
+def test_a_trading_day_after_an_unknown_holiday_is_asked_of_each_exchange(
+    etl, db, api, universe, today
+):
+    """Cron missed 8 October: the references show it traded, so it is asked of each
+    exchange (the holidays are not), and nothing is left behind."""
+    monday = _national_day(etl, universe, today, days=2)
+    api.reset_log()
+    s = etl("sync").summary
+    assert s["status"] == "ok" and s["rows_inserted"] == 2 * 8
+    asked = sorted(r.params.get("date", "") for r in api.requests if r.kind == "latest")
+    assert asked == ["", "", f"{BEYOND}-10-08", f"{BEYOND}-10-08"]
+    assert len(_daily_requests(api)) == 2 and api.request_count() == 8
+    assert monday == D(f"{BEYOND}-10-11")
+    checked = etl("check")
+    assert checked.summary["status"] == "ok" and checked.summary["holes"] == []
+
+
+@pytest.mark.parametrize("universe", [(8, f"{BEYOND}-09-01", f"{BEYOND}-09-30")], indirect=True)
+def test_a_reference_suspended_on_a_trading_day_leaves_no_day_behind(etl, db, api, universe, today):
+    """One exchange only, so two of its ETFs are the references; the first had no
+    bar on 8 October (suspended), the second did: 8 October was a trading day."""
+    today(D(f"{BEYOND}-09-30"))
+    assert etl("sync", "--exchange", "XSHG").exit_code == 0
+    universe.advance(2)
+    today(D(f"{BEYOND}-10-11"))
+    first, second = sorted(e.ticker for e in universe.etfs("XSHG"))[:2]
+    suspended = [r for r in universe.daily_rows("XSHG", first) if r["date"] != f"{BEYOND}-10-08"]
+    universe.set_rows("XSHG", first, suspended)
+    api.reset_log()
+    s = etl("sync", "--exchange", "XSHG").summary
+    assert s["status"] == "ok", s
+    assert sorted(t for _, t, *_ in _daily_requests(api)) == [first, second]
+    asked = sorted(r.params.get("date", "") for r in api.requests if r.kind == "latest")
+    assert asked == ["", f"{BEYOND}-10-08"]
+    n = len(universe.etfs("XSHG"))
+    assert s["rows_inserted"] == 2 * n - 1
+
+
+@pytest.mark.parametrize("universe", [(8, f"{BEYOND}-09-01", f"{BEYOND}-09-30")], indirect=True)
+def test_a_failed_reference_falls_back_to_asking_each_day(etl, db, api, universe, today):
+    """A reference the API refuses settles nothing: each unknown weekday is asked of
+    each exchange, and the empty answers make them closures."""
+    _national_day(etl, universe, today)
+    api.add_fault("400", endpoint="daily", times=None)
+    api.reset_log()
+    s = etl("sync").summary
+    assert s["status"] == "ok" and s["rows_inserted"] == 8, s
+    asked = sorted(r.params.get("date", "") for r in api.requests if r.kind == "latest")
+    assert asked == ["", ""] + sorted(2 * [f"{BEYOND}-10-0{d}" for d in (1, 4, 5, 6, 7)])
     checked = etl("check")
     assert checked.summary["status"] == "ok" and checked.summary["holes"] == []
 
