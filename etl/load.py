@@ -62,6 +62,7 @@ def etf_context(db: Database, before: datetime | None) -> pl.DataFrame:
     return frame.with_columns(
         pl.col("prev_date").cast(TS),
         pl.col("prev_close").cast(PRICE),
+        pl.col("asked_through").cast(pl.Date),
     )
 
 

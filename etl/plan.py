@@ -116,9 +116,11 @@ def build_plan(
     it (None or missing: unknown). With it, symbols already holding that day
     cost nothing, and the pack of an exchange (the ETFs sharing the most common
     watermark, at most ``max_days_behind`` weekdays behind) is served by one
-    request per exchange and day instead of one per ticker. ETFs behind the
-    pack (suspended, or a fetch that failed) go per ticker from their own
-    watermark: a few requests more, and never a day skipped. Inactive ETFs
+    request per exchange and day instead of one per ticker. An ETF a run of
+    ours asked through a later day than its watermark (``asked_through``: it
+    was suspended) is as current as that day. ETFs behind the pack (a fetch
+    that failed) go per ticker from their own watermark: a few requests more,
+    and never a day skipped. Inactive ETFs
     always go per ticker: a delisted fund is in no per-exchange answer.
 
     Dates: without ``full``, a symbol with history asks from the day after its
@@ -156,10 +158,17 @@ def build_plan(
         target = min(options.end, latest.get(exchange) or options.end)
         by_day_ok = not options.full and latest.get(exchange) is not None
         marks = [s["prev_date"].date() if s["prev_date"] is not None else None for s in part]
+        # An ETF a run of ours asked through a later day than its last row was missing
+        # from that day's answers (suspended): it is as current as that day, so a
+        # suspension costs no request of its own, on its first evening or its hundredth.
+        current = [
+            max(w, s["asked_through"]) if by_day_ok and w and s.get("asked_through") else w
+            for s, w in zip(part, marks, strict=True)
+        ]
         active = [s["is_active"] == "Y" for s in part]
         near = [
             w
-            for w, a in zip(marks, active, strict=True)
+            for w, a in zip(current, active, strict=True)
             if by_day_ok
             and a
             and w is not None
@@ -177,11 +186,9 @@ def build_plan(
         fill = _fill_holes(
             holes, MARKETS[exchange], part, marks, target, pack_days, by_day_ok, max_days_behind
         )
-        for sym, watermark, is_active in zip(part, marks, active, strict=True):
-            fetch = options.full or watermark is None or watermark < target
-            by_day = (
-                fetch and is_active and pack is not None and watermark in near and watermark >= pack
-            )
+        for sym, watermark, now, is_active in zip(part, marks, current, active, strict=True):
+            fetch = options.full or now is None or now < target
+            by_day = fetch and is_active and pack is not None and now in near and now >= pack
             if options.full:
                 start = options.start
             else:

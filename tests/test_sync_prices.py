@@ -135,6 +135,47 @@ def test_next_evening_fetches_only_the_new_day_in_a_few_requests(etl, db, api, u
     assert (Path(s["snapshot"]) / "kind=prices").is_dir()
 
 
+def _suspend(universe, exchange: str, ticker: str, days: set[str]) -> None:
+    """The ETF serves no row on ``days`` (suspended), whatever days are added later."""
+    universe.clear_rows(exchange, ticker)
+    rows = [r for r in universe.daily_rows(exchange, ticker) if r["date"] not in days]
+    universe.set_rows(exchange, ticker, rows)
+
+
+def test_a_suspended_etf_costs_no_request_of_its_own_evening_after_evening(etl, db, api, universe):
+    """Missing from the per-day answers of its suspension, an ETF is as current as
+    the day a run asked it up to: it rejoins the per-day answers when it trades
+    again, with its change against its last close."""
+    assert etl("sync").exit_code == 0
+    etf = next(e for e in universe.etfs("XSHE") if e.is_active)
+    suspended: set[str] = set()
+    for evening in range(4):
+        (day,) = universe.advance(1)
+        if evening < 2:  # suspended on the first two evenings, trading again after
+            suspended.add(day.isoformat())
+        _suspend(universe, etf.exchange, etf.ticker, suspended)
+        api.reset_log()
+        s = etl("sync").summary
+        assert s["status"] == "ok", s
+        assert api.request_count("daily") == 0 and api.request_count() == 4, api.requests
+        assert s["rows_inserted"] == s["symbols_total"] - (1 if evening < 2 else 0)
+    rows = db.fetch(
+        "SELECT trade_date::date::text, close_price::text, price_change::text "
+        "FROM stock_daily_data WHERE symbol = $1 ORDER BY trade_date DESC LIMIT 3",
+        (f"SZ.{etf.ticker}",),
+    )
+    (last, _, last_change), (first_back, _, _), (before, before_close, _) = rows
+    assert {last, first_back} & suspended == set() and before < min(suspended) < first_back
+    stored = {r["date"]: r for r in universe.daily_rows(etf.exchange, etf.ticker)}
+    back = Decimal(str(stored[first_back]["close"]))
+    assert Decimal(rows[1][2]) == back - Decimal(before_close)
+    # The check sees the suspension as what it is: two days without a row.
+    holes = [h for h in etl("check").summary["holes"] if h["symbol"] == f"SZ.{etf.ticker}"]
+    assert holes == [
+        {"symbol": f"SZ.{etf.ticker}", "start": min(suspended), "end": max(suspended), "days": 2}
+    ]
+
+
 def test_per_ticker_incremental_when_far_behind(etl, db, api, universe):
     assert etl("sync").exit_code == 0
     universe.advance(8)  # more trading days than ETL_LATEST_MAX_DAYS: per ticker
