@@ -99,6 +99,9 @@ class ExtractResult:
     requests_not_made: int  # interrupted, or the circuit breaker opened: the next run asks
     parts: int  # raw parts written and handed on
     seconds: float
+    # Symbols whose own /daily answer was good but held no record: suspended, or a
+    # glitch of the source; either way not taken as asked (see prices.completed_days).
+    empty: frozenset[str] = frozenset()
 
 
 def extract_prices(
@@ -121,6 +124,7 @@ def extract_prices(
     started = time.monotonic()
     writer = RawWriter(job.snapshot, "prices", job.settings.batch_rows)
     rows_fetched = parts = received = 0
+    empty: set[str] = set()
 
     def hand_on() -> None:
         nonlocal parts
@@ -137,10 +141,12 @@ def extract_prices(
             break  # answers still in flight are dropped; the next run asks again
         if fetched is not None:
             received += 1
+            symbol = f"{MARKETS[fetched.exchange]}.{fetched.ticker}"
             if fetched.ok:
                 rows_fetched += fetched.rows
+                if fetched.ticker and not fetched.rows:
+                    empty.add(symbol)
             else:
-                symbol = f"{MARKETS[fetched.exchange]}.{fetched.ticker}"
                 log.warning("%s skipped: %s", symbol, fetched.error)
             writer.add(fetched)
             if job.progress:
@@ -154,4 +160,5 @@ def extract_prices(
         requests_not_made=len(requests) - received,
         parts=parts,
         seconds=time.monotonic() - started,
+        empty=frozenset(empty),
     )

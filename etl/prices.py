@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -157,19 +158,20 @@ def sync_prices(job: Job, options: PriceOptions) -> dict[str, Any]:
     if not job.stop.is_set() and not extracted.requests_not_made:  # else some were never asked
         completed = plan.completed_inactive(loaded.failed, options)
         history.mark_complete(job.db, completed, job.loader.before_commit)
-        days = completed_days(plan, options, latest, loaded.failed)
+        days = completed_days(plan, options, latest, set(loaded.failed) | extracted.empty)
         history.mark_days_complete(job.db, days, job.run_id, job.loader.before_commit)
     counts = PriceCounts.of(extracted, loaded, done_before.resumed)
     return price_summary(job, plan, counts, time.monotonic() - started)
 
 
 def completed_days(
-    plan: Plan, options: PriceOptions, latest: dict[str, date | None], failed: dict[str, str]
+    plan: Plan, options: PriceOptions, latest: dict[str, date | None], skip: Collection[str]
 ) -> dict[str, date]:
     """Active ETF -> the day this run asked it up to and got an answer: in an
     ordinary run (no --symbol, no --full), the day /daily/latest named for its
-    exchange (its per-day answers whole), for every active ETF of the plan that
-    did not fail."""
+    exchange (its per-day answers whole), for every active ETF of the plan but
+    those in ``skip``: failed, or whose own /daily answer held no record (a
+    source that left out its rows must not make it look current: etl/plan.py)."""
     if options.symbols or options.full or "is_active" not in plan.symbols.columns:
         return {}
     days = {ex: min(day, options.end) for ex, day in latest.items() if day is not None}
@@ -177,7 +179,7 @@ def completed_days(
     return {
         symbol: days[EXCHANGES[market]]
         for symbol, market in active.select("symbol", "market_code").iter_rows()
-        if EXCHANGES[market] in days and symbol not in failed
+        if EXCHANGES[market] in days and symbol not in skip
     }
 
 

@@ -421,3 +421,30 @@ def test_the_default_end_date_is_today_in_shanghai_whatever_the_machine_zone(mon
         monkeypatch.delenv("TZ")
         time.tzset()
     assert "TZ" not in os.environ
+
+
+def test_an_etf_whose_own_answer_comes_back_empty_is_asked_again(etl, db, api, universe):
+    """An ETF behind the others asks for its own range; an answer without a record
+    (a glitch of the source) must not make it look current: the next evening asks
+    again from its watermark, and every day comes back."""
+    assert etl("sync").exit_code == 0
+    full = holding_days(db, "SH.510300")
+    db.execute(
+        "DELETE FROM stock_daily_data WHERE symbol = 'SH.510300' AND trade_date >= "
+        "(SELECT max(trade_date) - interval '2 days' FROM stock_daily_data "
+        "WHERE symbol = 'SH.510300')"
+    )
+    gone = len(full) - len(holding_days(db, "SH.510300"))
+    assert gone >= 1
+    api.add_fault("empty", endpoint="daily", ticker="510300", times=1)
+    (d1,) = universe.advance(1)
+    api.reset_log()
+    assert etl("sync").exit_code == 0
+    assert [r.ticker for r in api.requests if r.kind == "daily"] == ["510300"]
+    assert holding_days(db, "SH.510300") == full[:-gone]
+
+    (d2,) = universe.advance(1)
+    api.reset_log()
+    assert etl("sync").exit_code == 0
+    assert [r.ticker for r in api.requests if r.kind == "daily"] == ["510300"]
+    assert holding_days(db, "SH.510300") == [*full, d1.isoformat(), d2.isoformat()]
