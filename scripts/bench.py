@@ -49,6 +49,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from etl.calendar import shanghai_today
 from etl.errors import EtlError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -137,6 +138,13 @@ def _serve(conn: Any, n_etfs: int, token: str, start: str | None = None) -> None
     active = [e for e in universe.etfs() if e.is_active]
     active_rows = sum(universe.daily_frame(e.exchange, e.ticker).height for e in active)
     server = FakeTsanghi(universe, token=token).start()
+    # The backfill's requests (each ETF's whole history up to today, as `etl sync`
+    # asks them) are encoded before it starts: the real API is remote, so the
+    # measured process must not share the two cores with a server building answers.
+    today = shanghai_today().isoformat()
+    for etf in universe.etfs():
+        params = {"ticker": etf.ticker, "order": "1", "end_date": today}
+        server.preencode("daily", etf.exchange, params)
     conn.send(
         {
             "base_url": server.base_url,
@@ -158,6 +166,7 @@ def _serve(conn: Any, n_etfs: int, token: str, start: str | None = None) -> None
             if command == "stop":
                 break
             if command == "advance":
+                server.forget()  # the answers encoded ahead hold the old universe
                 conn.send([d.isoformat() for d in universe.advance(arg)])
             elif command == "latency":
                 server.latency_ms = arg

@@ -336,6 +336,23 @@ def test_advance_adds_rows_for_active_etfs(api, http, universe):
     assert fresh.daily_rows("XSHG", "510050") == rows
 
 
+def test_an_answer_encoded_ahead_is_served_until_forgotten(api, http, universe):
+    etf = universe.etfs("XSHG")[0]
+    params = {"ticker": etf.ticker, "order": "1", "end_date": universe.end.isoformat()}
+    before = get(http, api, "/etf/XSHG/daily", **params).content
+    api.preencode("daily", "XSHG", params)
+    universe.advance(1)  # not seen while the encoded answer stands
+    assert get(http, api, "/etf/XSHG/daily", **params).content == before
+    # Another token is refused as ever, not answered from what was encoded.
+    assert get(http, api, "/etf/XSHG/daily", token="other", **params).json()["code"] == 401
+    api.forget()
+    params["end_date"] = universe.end.isoformat()
+    after = data(get(http, api, "/etf/XSHG/daily", **params))
+    assert after[-1]["date"] == universe.end.isoformat() and len(after) == len(
+        json.loads(before)["data"]
+    ) + (1 if etf.is_active else 0)
+
+
 def test_list_mutations(api, http, universe):
     universe.add_etf("XSHE", "159999", "测试ETF新发")
     universe.remove_etf("XSHG", "510500")

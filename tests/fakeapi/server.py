@@ -202,6 +202,8 @@ class FakeTsanghi:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
+        # Answers encoded ahead of time (see ``preencode``), by request.
+        self._encoded: dict[tuple, tuple[int, int, bytes]] = {}
 
     # ------------------------------------------------------------- lifecycle
 
@@ -359,10 +361,28 @@ class FakeTsanghi:
         if seconds > 0:
             self._stopping.wait(seconds)
 
+    def preencode(self, kind: str, exchange: str, params: dict[str, str]) -> None:
+        """Encode the answer to this request now and serve it as it is until
+        ``forget``: a benchmark's server then spends no CPU building answers while
+        the client is measured. The universe must not change meanwhile."""
+        answer = self._answer(kind, exchange, self.token, params)
+        with self._lock:
+            self._encoded[_request_key(kind, exchange, params)] = answer
+
+    def forget(self) -> None:
+        """Drop every answer encoded ahead (call it when the universe changes)."""
+        with self._lock:
+            self._encoded.clear()
+
     def _answer(
         self, kind: str | None, exchange: str | None, token: str | None, params: dict[str, str]
     ) -> tuple[int, int, bytes]:
         """(HTTP status, envelope code, body) of a normal answer."""
+        if self._encoded and token is not None and hmac.compare_digest(token, self.token):
+            with self._lock:
+                ready = self._encoded.get(_request_key(kind, exchange, params))
+            if ready is not None:
+                return ready
         if kind is None or exchange is None:
             return 404, 404, envelope(404, "接口不存在 (no such endpoint)")
         if token is None or not hmac.compare_digest(token.encode(), self.token.encode()):
@@ -392,6 +412,10 @@ class FakeTsanghi:
         if order not in ("0", "1", "2"):
             raise _BadRequest("order参数错误 (order must be 0, 1 or 2)")
         return self.universe.daily_json(exchange, ticker, start, end, int(order))
+
+
+def _request_key(kind: str | None, exchange: str | None, params: dict[str, str]) -> tuple:
+    return (kind, exchange, tuple(sorted(params.items())))
 
 
 class _Handler(BaseHTTPRequestHandler):
