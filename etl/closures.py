@@ -90,12 +90,8 @@ def closed_days(unknown: dict[str, list[date]], answers: list[Fetched]) -> froze
     reference answered."""
     if not answers or not all(f.ok for f in answers):
         return frozenset()
-    traded: set[date] = set()
     good = [f for f in answers if f.rows]
-    if good:
-        dates = transform.explode_bodies(fetched_frame(good), ["date"])["date"]
-        parsed = dates.str.strip_chars().str.to_date("%Y-%m-%d", strict=False).drop_nulls()
-        traded = set(parsed.to_list())
+    traded = set(transform.answer_dates(fetched_frame(good)).to_list()) if good else set()
     return frozenset(d for days in unknown.values() for d in days if d not in traded)
 
 

@@ -38,8 +38,7 @@ def _latest_day(fetched: Fetched) -> date | None:
     """The latest trading day an undated /daily/latest answer speaks of."""
     if not fetched.ok or not fetched.rows:
         return None
-    dates = transform.explode_bodies(fetched_frame([fetched]), ["date"])["date"]
-    parsed = dates.str.strip_chars().str.to_date("%Y-%m-%d", strict=False).drop_nulls()
+    parsed = transform.answer_dates(fetched_frame([fetched]))
     return parsed.max() if not parsed.is_empty() else None
 
 

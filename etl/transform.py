@@ -92,6 +92,12 @@ def explode_bodies(raw: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
     return rows.with_columns(pl.col("r").struct.unnest()).rename({"r": "row"})
 
 
+def answer_dates(raw: pl.DataFrame) -> pl.Series:
+    """The trading days the records of good answers speak of (unparseable ones left out)."""
+    dates = explode_bodies(raw, ["date"])["date"]
+    return dates.str.strip_chars().str.to_date("%Y-%m-%d", strict=False).drop_nulls()
+
+
 def _first_reason(checks: list[tuple[pl.Expr, str]]) -> pl.Expr:
     expr = pl.when(checks[0][0]).then(pl.lit(checks[0][1]))
     for cond, reason in checks[1:]:
