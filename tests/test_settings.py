@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from etl.errors import ConfigError
@@ -58,3 +62,34 @@ def test_the_cli_refuses_a_negative_rate_limit_before_any_request(etl, api):
     assert backoff.exit_code == 1
     assert "ETL_HTTP_BACKOFF=-0.5: the backoff must be from 0 to 600 seconds" in backoff.stderr
     assert api.request_count() == 0
+
+
+# What a fresh interpreter that imports etl first reports about its allocators:
+# pyarrow's pool, and the jemalloc options polars hands its allocator.
+ALLOCATORS = (
+    "import etl, polars, pyarrow, os; "
+    "print(pyarrow.default_memory_pool().backend_name); print(os.environ['_RJEM_MALLOC_CONF'])"
+)
+ALLOCATOR_VARS = ("ARROW_DEFAULT_MEMORY_POOL", "_RJEM_MALLOC_CONF")
+
+
+def _allocators(**env: str) -> list[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_VARS}
+    done = subprocess.run(
+        [sys.executable, "-c", ALLOCATORS], env={**clean, **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_allocators_hand_freed_memory_back_unless_told_otherwise():
+    # polars puts its own decay times first; ours come after them, and win.
+    assert _allocators() == [
+        "system",
+        "dirty_decay_ms:500,muzzy_decay_ms:1000,"
+        "narenas:1,background_thread:true,dirty_decay_ms:20,muzzy_decay_ms:0",
+    ]
+    assert _allocators(ARROW_DEFAULT_MEMORY_POOL="mimalloc", _RJEM_MALLOC_CONF="narenas:4") == [
+        "mimalloc",
+        "dirty_decay_ms:500,muzzy_decay_ms:1000,narenas:4",
+    ]
