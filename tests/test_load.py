@@ -14,6 +14,7 @@ import adbc_driver_postgresql.dbapi as adbc
 import polars as pl
 import pytest
 
+from etl import corporate
 from etl.errors import DatabaseError
 from etl.load import Loader
 from etl.migrate import MIGRATIONS_DIR, split_statements
@@ -204,6 +205,29 @@ def test_existing_keys_probe_the_index_before_the_table_has_statistics(migrated_
         loader.close()
     assert "Seq Scan" not in plan and "idx_symbol_date" in plan, plan
     assert keys.rows() == [("SH.510001", date(2024, 1, 2))]
+
+
+def test_the_ex_date_recompute_probes_the_index_before_the_table_has_statistics(migrated_db):
+    # The part holding a split's ex-date recomputes that one row's change: its
+    # staging table is analyzed, so the plan is index probes, not two table reads.
+    migrated_db.execute("ALTER TABLE stock_daily_data SET (autovacuum_enabled = false)")
+    migrated_db.execute(
+        "INSERT INTO stock_daily_data (trade_date, symbol, stock_name, close_price, volume, "
+        "turnover, market_code, created_at, updated_at) "
+        "SELECT timestamp '2016-01-01' + d * interval '1 day', 'SH.' || (510000 + s), 'x', 1, 0, "
+        "0, 'SH', now(), now() FROM generate_series(1, 100) AS s, generate_series(1, 3000) AS d"
+    )
+    loader = Loader(migrated_db)
+    try:
+        cur = loader._conn.cursor()
+        corporate.recompute([("SH.510001", date(2020, 3, 2))], cur, own_rows=True)
+        cur.execute("EXPLAIN " + query("corporate_recompute"), (True,))
+        plan = "\n".join(row[0] for row in cur.fetchall())
+        cur.close()
+        loader._conn.rollback()
+    finally:
+        loader.close()
+    assert "Seq Scan on stock_daily_data" not in plan, plan
 
 
 def test_columns_are_matched_by_name_not_position(db):
