@@ -219,6 +219,9 @@ def recompute(actions: list[tuple[str, date]], cur: Any, own_rows: bool = False)
     only where that row is one the transaction wrote."""
     stage = pl.DataFrame(actions, schema={"symbol": pl.String, "ex_date": pl.Date}, orient="row")
     cur.adbc_ingest("etl_stage_recompute", stage.to_arrow(), mode="replace", temporary=True)
+    # A temporary table has no statistics: the planner takes it for a thousand rows
+    # and reads stock_daily_data whole, twice (seconds), instead of a few index probes.
+    cur.execute("ANALYZE etl_stage_recompute")
     cur.execute(query("corporate_recompute"), (own_rows,))
 
 

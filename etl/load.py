@@ -173,7 +173,9 @@ class Loader:
         )
         if not overwrite:
             try:
-                frame = anti_join(frame, self.existing_keys(frame))
+                stored = self.existing_keys(frame)
+                if not stored.is_empty():  # a backfill's windows hold nothing to drop
+                    frame = anti_join(frame, stored)
                 if frame.is_empty():
                     self._conn.rollback()
                     return counts
