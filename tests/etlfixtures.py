@@ -101,6 +101,14 @@ def etl(etl_env: dict[str, str]) -> EtlRunner:
     return run
 
 
+def suspend(universe: Universe, exchange: str, ticker: str, days: set[str]) -> None:
+    """The ETF serves no row on ``days`` (ISO dates: suspended), whatever days the
+    universe adds later: call it again after ``advance``."""
+    universe.clear_rows(exchange, ticker)
+    rows = [r for r in universe.daily_rows(exchange, ticker) if r["date"] not in days]
+    universe.set_rows(exchange, ticker, rows)
+
+
 def plan_etf(code: str, watermark: date) -> dict:
     """One active Shenzhen ETF of a plan's context (PLAN_SCHEMA), stored up to ``watermark``."""
     return {

@@ -8,13 +8,12 @@ test API's calendar (tests/fakeapi/universe.py) is its own, never etl.calendar's
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import date, datetime
-from pathlib import Path
 
 import chinese_calendar
 import pytest
+from etlfixtures import suspend
 from fakeapi import Universe
 from fakeapi import is_trading_day as api_trades
 from test_check import expected_holes
@@ -26,6 +25,7 @@ from etl.calendar import (
     trading_days,
     trading_days_between,
 )
+from etl.snapshot import Snapshot
 
 D = date.fromisoformat
 
@@ -199,13 +199,13 @@ def _references(universe: Universe) -> dict[str, str]:
     return {ex: min(e.ticker for e in universe.etfs(ex)) for ex in ("XSHG", "XSHE")}
 
 
-def _national_day(etl, universe, today, **after: int) -> date:
+def _national_day(etl, universe, today, days: int = 1) -> date:
     """Synced up to 30 September of the first year beyond the table; then the test
     API trades again from 8 October (it closes 1-7 October); returns the day it
-    advanced to (``after["days"]`` trading days, 1 by default)."""
+    advanced to (``days`` trading days on)."""
     today(D(f"{BEYOND}-09-30"))
     assert etl("sync").exit_code == 0
-    new = universe.advance(after.get("days", 1))
+    new = universe.advance(days)
     assert new[0] == D(f"{BEYOND}-10-08")
     today(new[-1])
     return new[-1]
@@ -239,14 +239,10 @@ def test_a_golden_week_beyond_the_table_costs_six_requests(etl, db, api, univers
     assert warning is not None and s["warnings"] == [warning]
     assert out.stderr.count(warning) == 1
     closed = [f"{BEYOND}-10-0{d}" for d in (1, 4, 5, 6, 7)]
-    assert _manifest(s)["closed_beyond_table"] == closed
+    assert Snapshot.open(s["snapshot"]).manifest()["closed_beyond_table"] == closed
 
     checked = etl("check")
     assert checked.summary["status"] == "ok" and checked.summary["holes"] == []
-
-
-def _manifest(summary: dict) -> dict:
-    return json.loads((Path(summary["snapshot"]) / "manifest.json").read_text())
 
 
 @pytest.mark.parametrize("universe", [(8, f"{BEYOND}-09-01", f"{BEYOND}-09-30")], indirect=True)
@@ -276,8 +272,7 @@ def test_a_reference_suspended_on_a_trading_day_leaves_no_day_behind(etl, db, ap
     universe.advance(2)
     today(D(f"{BEYOND}-10-11"))
     first, second = sorted(e.ticker for e in universe.etfs("XSHG"))[:2]
-    suspended = [r for r in universe.daily_rows("XSHG", first) if r["date"] != f"{BEYOND}-10-08"]
-    universe.set_rows("XSHG", first, suspended)
+    suspend(universe, "XSHG", first, {f"{BEYOND}-10-08"})
     api.reset_log()
     s = etl("sync", "--exchange", "XSHG").summary
     assert s["status"] == "ok", s

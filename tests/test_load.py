@@ -171,17 +171,23 @@ def test_existing_keys_are_read_per_symbol_over_its_own_window(migrated_db):
     assert anti_join(batch, keys)["trade_date"].to_list() == [datetime(2024, 1, 4)]
 
 
-def test_existing_keys_probe_the_index_before_the_table_has_statistics(migrated_db):
-    # A backfill or a replay loads into a new table autovacuum has not analyzed yet.
-    # A part's stored keys must still come from one index range scan per symbol of
-    # the part, never from a read of the whole table (seconds per part at millions).
-    migrated_db.execute("ALTER TABLE stock_daily_data SET (autovacuum_enabled = false)")
-    migrated_db.execute(
+def _unanalyzed_table(db) -> None:
+    """300,000 rows of 100 symbols in a stock_daily_data autovacuum never analyzed:
+    a new table as a backfill or a replay finds it, part after part."""
+    db.execute("ALTER TABLE stock_daily_data SET (autovacuum_enabled = false)")
+    db.execute(
         "INSERT INTO stock_daily_data (trade_date, symbol, stock_name, close_price, volume, "
         "turnover, market_code, created_at, updated_at) "
         "SELECT timestamp '2016-01-01' + d * interval '1 day', 'SH.' || (510000 + s), 'x', 1, 0, "
         "0, 'SH', now(), now() FROM generate_series(1, 100) AS s, generate_series(1, 3000) AS d"
     )
+
+
+def test_existing_keys_probe_the_index_before_the_table_has_statistics(migrated_db):
+    # A backfill or a replay loads into a new table autovacuum has not analyzed yet.
+    # A part's stored keys must still come from one index range scan per symbol of
+    # the part, never from a read of the whole table (seconds per part at millions).
+    _unanalyzed_table(migrated_db)
     symbols = [f"SH.{510000 + s}" for s in range(1, 71)]
     batch = pl.DataFrame(
         {
@@ -210,13 +216,7 @@ def test_existing_keys_probe_the_index_before_the_table_has_statistics(migrated_
 def test_the_ex_date_recompute_probes_the_index_before_the_table_has_statistics(migrated_db):
     # The part holding a split's ex-date recomputes that one row's change: its
     # staging table is analyzed, so the plan is index probes, not two table reads.
-    migrated_db.execute("ALTER TABLE stock_daily_data SET (autovacuum_enabled = false)")
-    migrated_db.execute(
-        "INSERT INTO stock_daily_data (trade_date, symbol, stock_name, close_price, volume, "
-        "turnover, market_code, created_at, updated_at) "
-        "SELECT timestamp '2016-01-01' + d * interval '1 day', 'SH.' || (510000 + s), 'x', 1, 0, "
-        "0, 'SH', now(), now() FROM generate_series(1, 100) AS s, generate_series(1, 3000) AS d"
-    )
+    _unanalyzed_table(migrated_db)
     loader = Loader(migrated_db)
     try:
         cur = loader._conn.cursor()

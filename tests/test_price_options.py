@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
-from etlfixtures import plan_etf
+from etlfixtures import plan_etf, suspend
 
 from etl.calendar import shanghai_today
 from etl.db import Database
@@ -355,13 +355,8 @@ def test_an_etf_whose_fetch_keeps_failing_asks_no_suspension_of_others_again(
     api.add_fault("502", endpoint="daily", ticker="510300", times=None)
 
     # SH.510050 is suspended on the next evening's day and trades again the day after.
-    def suspended_on(day: date) -> None:
-        universe.clear_rows("XSHG", "510050")
-        rows = universe.daily_rows("XSHG", "510050")
-        universe.set_rows("XSHG", "510050", [r for r in rows if r["date"] != day.isoformat()])
-
     (d1,) = universe.advance(1)
-    suspended_on(d1)
+    suspend(universe, "XSHG", "510050", {d1.isoformat()})
     first = etl("sync")
     assert first.exit_code == 3, first.stderr
     assert first.summary["failed"][0]["symbol"] == "SH.510300"
@@ -369,7 +364,7 @@ def test_an_etf_whose_fetch_keeps_failing_asks_no_suspension_of_others_again(
     assert asked["SH.510050"] == d1 and asked["SH.510300"] < d1
 
     (d2,) = universe.advance(1)
-    suspended_on(d1)
+    suspend(universe, "XSHG", "510050", {d1.isoformat()})
     assert etl("sync").exit_code == 3  # SH.510050 behind the others: its own request
     days = holding_days(db, "SH.510050")
     assert d1.isoformat() not in days and days[-1] == d2.isoformat()
@@ -378,7 +373,7 @@ def test_an_etf_whose_fetch_keeps_failing_asks_no_suspension_of_others_again(
     # record still reaches back to. Two lists, the two latest answers, and the
     # failing ETF's own request (with its retries): the suspension is not asked again.
     universe.advance(1)
-    suspended_on(d1)
+    suspend(universe, "XSHG", "510050", {d1.isoformat()})
     api.reset_log()
     third = etl("sync")
     assert third.exit_code == 3, third.stderr

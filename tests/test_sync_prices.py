@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from etlfixtures import TOKEN
+from etlfixtures import TOKEN, suspend
 
 from etl.db import Database
 
@@ -135,13 +135,6 @@ def test_next_evening_fetches_only_the_new_day_in_a_few_requests(etl, db, api, u
     assert (Path(s["snapshot"]) / "kind=prices").is_dir()
 
 
-def _suspend(universe, exchange: str, ticker: str, days: set[str]) -> None:
-    """The ETF serves no row on ``days`` (suspended), whatever days are added later."""
-    universe.clear_rows(exchange, ticker)
-    rows = [r for r in universe.daily_rows(exchange, ticker) if r["date"] not in days]
-    universe.set_rows(exchange, ticker, rows)
-
-
 def test_a_suspended_etf_costs_no_request_of_its_own_evening_after_evening(etl, db, api, universe):
     """Missing from the per-day answers of its suspension, an ETF is as current as
     the day a run asked it up to: it rejoins the per-day answers when it trades
@@ -153,7 +146,7 @@ def test_a_suspended_etf_costs_no_request_of_its_own_evening_after_evening(etl, 
         (day,) = universe.advance(1)
         if evening < 2:  # suspended on the first two evenings, trading again after
             suspended.add(day.isoformat())
-        _suspend(universe, etf.exchange, etf.ticker, suspended)
+        suspend(universe, etf.exchange, etf.ticker, suspended)
         api.reset_log()
         s = etl("sync").summary
         assert s["status"] == "ok", s
