@@ -182,6 +182,19 @@ def test_a_body_that_is_no_envelope_is_described_in_a_few_words(body, said):
     assert _envelope(body, "daily")[0] is None  # no code: never taken for an answer
 
 
+@pytest.mark.parametrize(
+    "close", ["2.345", "2.34499999999999997", "123456789012345678901234567890"]
+)
+def test_an_answer_with_long_numbers_is_counted_like_any_other(close):
+    # Numbers past f64's 15 digits take the quoting pass; the envelope must not notice.
+    record = (
+        '{"ticker":"510300","date":"2024-02-0%d","open":2.3,"high":2.4,"low":2.2,'
+        f'"close":{close},"volume":100}}'
+    )
+    body = f'{{"msg":"ok","code":200,"data":[{record % 1},{record % 2}]}}'
+    assert _envelope(body, "daily") == ("200", "ok", 2)
+
+
 def test_no_list_blames_the_token_only_when_a_server_answered():
     unreachable = {
         "XSHG": {"status": "failed", "error": "cannot connect to h:1: connection refused (after 3 attempts)"},
