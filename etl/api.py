@@ -53,6 +53,7 @@ from etl.answers import Fetched
 from etl.breaker import Breaker
 from etl.envelope import FIELDS, decode_envelopes, needs_quoting
 from etl.errors import AuthError
+from etl.priority import lower_priority
 from etl.secrets import mask_url, scrub
 from etl.settings import Settings
 
@@ -87,7 +88,9 @@ UNREACHABLE = ("cannot connect to ", "cannot resolve host ")
 # so decoding on every worker left each one holding a decode's worth (the peak
 # of a catch-up run was some 60 MB higher, and still 20 MB higher with the
 # workers taking turns on a lock). Decoding is a small share of a request's time.
-_DECODER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+_DECODER = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="decode", initializer=lower_priority
+)
 _TITLE = re.compile(r"<(title|h1)[^>]*>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
 

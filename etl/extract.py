@@ -20,6 +20,7 @@ from pathlib import Path
 from etl.answers import Fetched
 from etl.api import TsanghiClient
 from etl.context import Job
+from etl.priority import lower_priority
 from etl.snapshot import RawWriter
 from etl.symbols import MARKETS
 
@@ -67,7 +68,9 @@ def fetch_all(
     window = workers * 2
     pending: set[Future[Fetched]] = set()
     todo = iter(requests)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+    pool = ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix="fetch", initializer=lower_priority
+    )
     try:
         while True:
             if client.breaker.open:  # the circuit breaker stops the extract: start

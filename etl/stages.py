@@ -17,6 +17,7 @@ from etl.context import Job
 from etl.errors import EtlError, StageError
 from etl.load import LoadResult
 from etl.normalize import Normalizer, NormalizeResult
+from etl.priority import lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class Stages:
             self.error = StageError(stage, self._job.run_id, detail)
 
     def _normalize(self) -> None:
+        lower_priority()  # the load and the database pace the run: they go first
         try:
             while (raw := self._raw.get()) is not None:
                 if self.error is None:
