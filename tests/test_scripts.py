@@ -156,4 +156,7 @@ def test_bench_prints_every_figure_on_a_small_universe(tmp_path):
     assert report["machine"]["postgresql"]
     by_key = {f["key"]: f for f in report["figures"]}
     assert by_key["1a"]["value"] > 0 and by_key["3b"]["value"] == 0
+    # The backfill is measured beside each floor, the first one on the fresh server shown too.
+    assert by_key["1c"]["value"] > 0 and "3 pairs: " in by_key["1c"]["detail"]
+    assert "the first backfill (1a), on the fresh server: " in by_key["1c"]["detail"]
     assert by_key["7a"]["target"] == "< 5 s" and 0 < by_key["7b"]["value"] < by_key["7a"]["value"]
