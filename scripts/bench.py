@@ -22,10 +22,9 @@ measured in pairs, back to back (``--repeats``), and the figure is the median
 of the pairs' ratios; the server must therefore allow CREATE DATABASE. Each
 floor is also paired with a backfill (``etl --json sync`` as a process into a
 new empty database) measured right beside it: the first large write on a
-fresh server is slower for anything (the floor itself took 38.5 s there
-against 27.9 s once the server had written as much before), so the backfill
-against the floor is compared on the same server at the same time; the first
-backfill on the fresh server is shown beside it.
+fresh server is slower whoever makes it (the floor itself, by 1.4 to 10.6 s),
+so the backfill is compared with the floor on the same server at the same
+time; the first backfill, on the fresh server, is shown beside it.
 
 It prints whether each target is met and exits 0 either way; it exits 1 only
 when a measurement itself could not be made.
