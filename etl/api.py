@@ -51,7 +51,7 @@ import urllib3
 
 from etl.answers import Fetched
 from etl.breaker import Breaker
-from etl.envelope import FIELDS, decode_envelopes, needs_quoting
+from etl.envelope import FIELDS, decode_bodies
 from etl.errors import AuthError
 from etl.priority import lower_priority
 from etl.secrets import mask_url, scrub
@@ -413,11 +413,11 @@ def _envelope(body: str, endpoint: str) -> tuple[str | None, str, int | None]:
     if not body.strip():
         return None, "", None
     try:
-        text = pl.lit(body)
-        # The scan in polars, not re: it is a third of the decode's time and
-        # would hold the GIL that the fetchers and the load need meanwhile.
-        quote = pl.select(needs_quoting(text)).item()
-        env = pl.select(decode_envelopes(text, FIELDS[endpoint], quote)).to_series().struct
+        # Decoded as normalize decodes a part, long numbers quoted only where
+        # there are some; all of it in polars, which releases the GIL the
+        # fetchers and the load need meanwhile.
+        frame = decode_bodies(pl.DataFrame({"body": [body]}), FIELDS[endpoint])
+        env = frame["env"].struct
         code = env.field("code")[0]
         return code, env.field("msg")[0] or "", env.field("data").list.len().fill_null(0)[0]
     except pl.exceptions.PolarsError:

@@ -50,9 +50,10 @@ def decode_envelopes(body: pl.Expr, fields: list[str], quote: bool = True) -> pl
 
 
 def decode_bodies(frame: pl.DataFrame, fields: list[str], *keep: str) -> pl.DataFrame:
-    """The ``data`` records of every answer in ``frame`` (column ``r``), with
-    the ``keep`` columns; quoting only the answers that need it."""
-    long = needs_quoting(pl.col("body"))
+    """The envelope (column ``env``) of every answer in ``frame`` (column
+    ``body``), with the ``keep`` columns; quoting only the answers that need it.
+    Which ones is looked up once: the scan reads every byte of every answer."""
+    long = frame.select(needs_quoting(pl.col("body"))).to_series()
     return pl.concat(
         [
             frame.filter(~long).select(

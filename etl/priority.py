@@ -19,11 +19,6 @@ import polars as pl
 
 FEEDER_NICENESS = 10  # added to the process's own; 19 is the lowest priority there is
 _LOWEST = 19
-# The niceness the process started with (its main thread's, read on import).
-# A thread inherits the niceness of the thread that starts it, and the decode
-# thread is started from a fetch thread: counting from the process's own keeps
-# a feeding thread at one level, however it was started.
-_BASE = os.getpriority(os.PRIO_PROCESS, 0) if sys.platform == "linux" else 0
 # polars starts its worker threads when first asked for them, from whichever
 # thread asks, and they inherit that thread's niceness. They work for the load
 # as much as for normalize, so they are started now, on import, at the
@@ -42,6 +37,12 @@ def lower_priority(by: int = FEEDER_NICENESS) -> None:
     if sys.platform != "linux":
         return
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(_BASE + by, _LOWEST))
+        # The process's own niceness is its main thread's (on Linux the pid
+        # names that thread). Counting from it, not from the calling thread's,
+        # keeps a feeding thread one level down however it was started: a
+        # thread inherits its starter's niceness, and the decode thread is
+        # started from a fetch thread.
+        process = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(process + by, _LOWEST))
     except OSError:
         pass

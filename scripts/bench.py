@@ -524,7 +524,7 @@ class Pair:
         return self.floor / self.sync.wall
 
 
-def floor_and_replay(
+def floor_replay_backfill(
     db: Any, cli: Cli, snapshot: str, table: Any, repeats: int, scratch: Path
 ) -> list[Pair]:
     """`repeats` times a bare ingest, `etl --json replay SNAPSHOT` and a full
@@ -695,7 +695,7 @@ def run(args: argparse.Namespace, report: Report, scratch: Path) -> None:
         say("    settling (VACUUM ANALYZE, CHECKPOINT), then the floor and the replay ...")
         settle(db)
         table = floor_rows(db)
-        pairs = floor_and_replay(db, cli, s["snapshot"], table, args.repeats, scratch)
+        pairs = floor_replay_backfill(db, cli, s["snapshot"], table, args.repeats, scratch)
         del table
         floor_seconds = statistics.median(p.floor for p in pairs)
         floor_rate = rows / floor_seconds

@@ -5,6 +5,7 @@ process's own (Linux, where each thread has a niceness of its own)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -43,6 +44,36 @@ def test_a_thread_lowers_its_own_priority_once_and_no_other_thread_changes():
     expected = min(base + FEEDER_NICENESS, 19)
     assert seen == [expected, expected]
     assert niceness() == base
+
+
+def test_polars_workers_keep_the_process_priority_when_a_feeding_thread_asks_first():
+    # A fresh interpreter: polars starts its workers on first use, and in this one
+    # they are running already. Here a lowered thread is the first to use polars.
+    code = """
+import os, threading
+from pathlib import Path
+import polars as pl
+from etl.priority import lower_priority
+
+def feed():
+    lower_priority()
+    pl.DataFrame({"a": list(range(200_000))}).sort("a").group_by("a").len()
+
+thread = threading.Thread(target=feed)
+thread.start()
+thread.join()
+for task in sorted(os.listdir("/proc/self/task")):
+    try:  # a short-lived thread may be gone by now
+        name = Path(f"/proc/self/task/{task}/comm").read_text().strip()
+        if name.startswith("polars-") and name[7:].isdigit():  # the pool's workers
+            print(os.getpriority(os.PRIO_PROCESS, int(task)))
+    except OSError:
+        pass
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() and set(done.stdout.split()) == {str(niceness())}
 
 
 def test_during_a_sync_only_the_feeding_threads_run_at_the_lower_priority(etl_env, api, db):
